@@ -1,0 +1,194 @@
+// The only reader of flags and environment: one table of settings with defaults and units, validated once, frozen.
+import { parseArgs } from 'node:util';
+import * as ipaddr from 'ipaddr.js';
+import { ConfigError } from './errors.js';
+
+/** A rate: `count` requests per `periodMs`, with `burst` allowed back to back. */
+export interface Rate {
+  count: number;
+  periodMs: number;
+  burst: number;
+}
+
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  store: 'sqlite' | 'redis';
+  redisUrl: string | null;
+  heartbeatTimeoutMs: number;
+  /** null: that limit is off. */
+  ingestRateLimit: Rate | null;
+  readRateLimit: Rate | null;
+  addressRateLimit: Rate | null;
+  /** Most callers each in-process limiter remembers; the least recently seen is forgotten past it. */
+  rateLimitMaxKeys: number;
+  trustProxy: readonly string[];
+  maxDays: number;
+  apiToken: string | null;
+  identitySecret: string | null;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  maxChannels: number;
+  maxChannelLength: number;
+  maxBatchIds: number;
+  corsOrigins: readonly string[];
+  timeZone: string;
+  shutdownTimeoutMs: number;
+}
+
+type Kind = 'int' | 'duration' | 'rate' | 'string' | 'list' | 'enum';
+
+interface Setting {
+  key: keyof Config;
+  flag: string;
+  env: string;
+  kind: Kind;
+  default: string;
+  help: string;
+  values?: readonly string[];
+  min?: number;
+  max?: number;
+  secret?: boolean;
+}
+
+/** Every setting: flag, environment variable, default (as typed on a command line) and meaning. */
+export const SETTINGS: readonly Setting[] = [
+  { key: 'port', flag: 'port', env: 'PORT', kind: 'int', default: '8001', min: 0, max: 65535, help: 'TCP port to listen on' },
+  { key: 'host', flag: 'host', env: 'HOST', kind: 'string', default: '0.0.0.0', help: 'address to listen on' },
+  { key: 'dataDir', flag: 'data-dir', env: 'DATA_DIR', kind: 'string', default: './data', help: 'directory of the SQLite database and the identity secret' },
+  { key: 'store', flag: 'store', env: 'STORE', kind: 'enum', values: ['sqlite', 'redis'], default: 'sqlite', help: 'where heartbeats are kept: sqlite (embedded) or redis (many instances)' },
+  { key: 'redisUrl', flag: 'redis-url', env: 'REDIS_URL', kind: 'string', default: '', help: 'redis://host:port[/db] (or several, comma-separated, for a Redis Cluster); needed with --store redis' },
+  { key: 'heartbeatTimeoutMs', flag: 'heartbeat-timeout', env: 'HEARTBEAT_TIMEOUT', kind: 'duration', default: '10m', min: 1000, help: 'a client is online this long after its last heartbeat (30s, 10m, 1h)' },
+  { key: 'ingestRateLimit', flag: 'rate-limit', env: 'RATE_LIMIT', kind: 'rate', default: '1/s', help: 'heartbeats and leaves per identity: N/s, N/m, N/h, optional burst N/s:B, or off' },
+  { key: 'readRateLimit', flag: 'read-rate-limit', env: 'READ_RATE_LIMIT', kind: 'rate', default: '1/s', help: 'reads per identity, a budget separate from heartbeats (same syntax)' },
+  { key: 'addressRateLimit', flag: 'address-rate-limit', env: 'ADDRESS_RATE_LIMIT', kind: 'rate', default: '50/s:100', help: 'all requests from one address (IPv6: one /64), whatever client ids it sends (same syntax)' },
+  { key: 'rateLimitMaxKeys', flag: 'rate-limit-max-keys', env: 'RATE_LIMIT_MAX_KEYS', kind: 'int', default: '100000', min: 100, max: 100_000_000, help: 'callers each in-process limiter remembers (about 120 bytes each); the least recently seen are forgotten beyond it' },
+  { key: 'trustProxy', flag: 'trust-proxy', env: 'TRUST_PROXY', kind: 'list', default: '', help: 'comma-separated CIDRs of proxies whose X-Forwarded-For is believed (none by default)' },
+  { key: 'maxDays', flag: 'max-days', env: 'MAX_DAYS', kind: 'int', default: '3650', min: 1, max: 36500, help: 'largest accepted days= of /total_users' },
+  { key: 'apiToken', flag: 'api-token', env: 'API_TOKEN', kind: 'string', default: '', secret: true, help: 'when set, reads and batch ingest need "Authorization: Bearer <token>"' },
+  { key: 'identitySecret', flag: 'identity-secret', env: 'IDENTITY_SECRET', kind: 'string', default: '', secret: true, help: 'HMAC key that pseudonymises identities (at least 32 characters); default: made at first start in the data directory; required with --store redis' },
+  { key: 'logLevel', flag: 'log-level', env: 'LOG_LEVEL', kind: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', help: 'log level' },
+  { key: 'maxChannels', flag: 'max-channels', env: 'MAX_CHANNELS', kind: 'int', default: '1000', min: 1, max: 1_000_000, help: 'distinct channels that may be online at once' },
+  { key: 'maxChannelLength', flag: 'max-channel-length', env: 'MAX_CHANNEL_LENGTH', kind: 'int', default: '64', min: 1, max: 1024, help: 'longest channel name, in characters' },
+  { key: 'maxBatchIds', flag: 'max-batch-ids', env: 'MAX_BATCH_IDS', kind: 'int', default: '10000', min: 1, max: 1_000_000, help: 'most client ids in one POST /heartbeats' },
+  { key: 'corsOrigins', flag: 'cors-origin', env: 'CORS_ORIGIN', kind: 'list', default: '', help: 'comma-separated origins whose pages may call the API (* for any); none by default' },
+  { key: 'timeZone', flag: 'time-zone', env: 'TIME_ZONE', kind: 'string', default: 'UTC', help: 'IANA time zone where analytics days begin and end' },
+  { key: 'shutdownTimeoutMs', flag: 'shutdown-timeout', env: 'SHUTDOWN_TIMEOUT', kind: 'duration', default: '10s', min: 0, help: 'on SIGTERM, longest wait for in-flight requests before closing' },
+];
+
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+export function parseDurationMs(text: string): number | null {
+  const match = DURATION.exec(text.trim());
+  if (!match) return null;
+  return Math.round(Number(match[1]) * (UNIT_MS[match[2] as string] as number));
+}
+
+const RATE = /^(\d+)\/(\d*)(ms|s|m|h)(?::(\d+))?$/;
+
+export function parseRate(text: string): Rate | null | 'invalid' {
+  const trimmed = text.trim().toLowerCase();
+  if (trimmed === 'off' || trimmed === '0') return null;
+  const match = RATE.exec(trimmed);
+  if (!match) return 'invalid';
+  const count = Number(match[1]);
+  const periodMs = Number(match[2] || '1') * (UNIT_MS[match[3] as string] as number);
+  const burst = match[4] === undefined ? count : Number(match[4]);
+  if (count < 1 || periodMs < 1 || burst < 1) return 'invalid';
+  return { count, periodMs, burst };
+}
+
+function convert(setting: Setting, raw: string): unknown {
+  const bad = (why: string): never => {
+    throw new ConfigError(`--${setting.flag} / ${setting.env}`, `${why} (got ${JSON.stringify(setting.secret ? '***' : raw)})`);
+  };
+  switch (setting.kind) {
+    case 'int': {
+      if (!/^\d+$/.test(raw.trim())) bad('expected a whole number');
+      const value = Number(raw);
+      if (setting.min !== undefined && value < setting.min) bad(`must be at least ${setting.min}`);
+      if (setting.max !== undefined && value > setting.max) bad(`must be at most ${setting.max}`);
+      return value;
+    }
+    case 'duration': {
+      const ms = parseDurationMs(raw);
+      if (ms === null) bad('expected a duration such as 30s, 10m or 1h');
+      if (setting.min !== undefined && (ms as number) < setting.min) bad(`must be at least ${setting.min} ms`);
+      return ms;
+    }
+    case 'rate': {
+      const rate = parseRate(raw);
+      if (rate === 'invalid') bad('expected N/s, N/m, N/h, N/10s, with an optional burst N/s:B, or off');
+      return rate;
+    }
+    case 'enum':
+      if (!setting.values?.includes(raw)) bad(`expected one of ${setting.values?.join(', ')}`);
+      return raw;
+    case 'list':
+      return Object.freeze(raw.split(',').map((part) => part.trim()).filter(Boolean));
+    case 'string':
+      return raw === '' ? null : raw;
+  }
+}
+
+function checkCidr(text: string): void {
+  try {
+    if (text.includes('/')) ipaddr.parseCIDR(text);
+    else ipaddr.parse(text);
+  } catch {
+    throw new ConfigError('--trust-proxy / TRUST_PROXY', `not an address or CIDR: ${JSON.stringify(text)}`);
+  }
+}
+
+/**
+ * Reads settings from flags (first), then environment, then defaults; validates every one and
+ * returns a frozen object. Throws ConfigError naming the setting on the first bad value.
+ */
+export function loadConfig(argv: readonly string[] = [], env: Readonly<Record<string, string | undefined>> = {}): Readonly<Config> {
+  const options: Record<string, { type: 'string' }> = {};
+  for (const setting of SETTINGS) options[setting.flag] = { type: 'string' };
+  let values: Record<string, string | undefined>;
+  try {
+    values = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as Record<string, string | undefined>;
+  } catch (error) {
+    throw new ConfigError('flags', (error as Error).message);
+  }
+  const config: Record<string, unknown> = {};
+  for (const setting of SETTINGS) {
+    const raw = values[setting.flag] ?? env[setting.env] ?? setting.default;
+    config[setting.key] = convert(setting, raw);
+  }
+  const result = config as unknown as Config;
+  if (result.host === null) throw new ConfigError('--host / HOST', 'must not be empty');
+  if (result.dataDir === null) throw new ConfigError('--data-dir / DATA_DIR', 'must not be empty');
+  result.trustProxy.forEach(checkCidr);
+  if (result.identitySecret !== null && result.identitySecret.length < 32) {
+    throw new ConfigError('--identity-secret / IDENTITY_SECRET', 'must be at least 32 characters');
+  }
+  if (result.store === 'redis' && result.redisUrl === null) {
+    throw new ConfigError('--redis-url / REDIS_URL', 'is required with --store redis');
+  }
+  if (result.store === 'redis' && result.identitySecret === null) {
+    throw new ConfigError(
+      '--identity-secret / IDENTITY_SECRET',
+      'is required with --store redis: every instance must pseudonymise identities with the same key, or one user would count as many',
+    );
+  }
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: result.timeZone });
+  } catch {
+    throw new ConfigError('--time-zone / TIME_ZONE', `not an IANA time zone: ${JSON.stringify(result.timeZone)}`);
+  }
+  return Object.freeze(result);
+}
+
+/** The defaults, as `loadConfig()` with no flags and no environment; tests override single fields. */
+export function defaultConfig(overrides: Partial<Config> = {}): Readonly<Config> {
+  return Object.freeze({ ...loadConfig([], {}), ...overrides });
+}
+
+/** Help lines for the CLI and the README's configuration table. */
+export function settingsHelp(): string {
+  return SETTINGS.map((s) => `  --${s.flag} <value>`.padEnd(32) + `${s.help} [${s.env}; default: ${s.default === '' ? 'none' : s.default}]`).join('\n');
+}

@@ -1,0 +1,84 @@
+// Who is calling: the client's own id or its address, and the pseudonym under which it is stored.
+import { createHmac, randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as ipaddr from 'ipaddr.js';
+
+/** Longest client id accepted, in characters. */
+export const MAX_CLIENT_ID_LENGTH = 128;
+// Printable ASCII without spaces at either end: ids travel in headers, so nothing a header cannot carry.
+const CLIENT_ID = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
+
+/** Why a client id is refused, or null when it is fine. */
+export function clientIdProblem(clientId: string): string | null {
+  if (clientId.length === 0) return 'must not be empty';
+  if (clientId.length > MAX_CLIENT_ID_LENGTH) return `must be at most ${MAX_CLIENT_ID_LENGTH} characters`;
+  if (!CLIENT_ID.test(clientId)) return 'must be printable ASCII characters without leading or trailing spaces';
+  return null;
+}
+
+/** The canonical text of an address: IPv4-mapped IPv6 becomes plain IPv4, IPv6 is compressed. */
+export function normalizeAddress(address: string): string {
+  try {
+    return ipaddr.process(address).toString();
+  } catch {
+    return address;
+  }
+}
+
+/** The key of an address for per-address limits: IPv4 as is, IPv6 by its /64 (one subscriber's usual allocation). */
+export function addressKey(address: string): string {
+  try {
+    const parsed = ipaddr.process(address);
+    if (parsed.kind() === 'ipv6') {
+      const parts = (parsed as ipaddr.IPv6).parts.slice(0, 4);
+      return `${parts.map((p) => p.toString(16)).join(':')}::/64`;
+    }
+    return parsed.toString();
+  } catch {
+    return address;
+  }
+}
+
+/** The identity text before pseudonymisation: a client id and an address never collide. */
+export function identityOf(clientId: string | undefined, address: string): string {
+  return clientId === undefined ? `ip:${address}` : `id:${clientId}`;
+}
+
+/** Length of a pseudonym in bytes: 128 bits make collisions negligible for any number of users. */
+export const PSEUDONYM_BYTES = 16;
+
+/**
+ * Turns identities into pseudonyms with HMAC-SHA-256 under a secret key, truncated to 16 bytes and
+ * kept as a 16-character latin1 string (compact in memory; the stores write its bytes).
+ */
+export class Pseudonymizer {
+  private readonly key: Buffer;
+  constructor(secret: string | Buffer) {
+    this.key = typeof secret === 'string' ? Buffer.from(secret, 'utf8') : secret;
+  }
+  pseudonym(identity: string): string {
+    return createHmac('sha256', this.key).update(identity).digest().subarray(0, PSEUDONYM_BYTES).toString('latin1');
+  }
+}
+
+const SECRET_FILE = 'identity-secret';
+
+/**
+ * The HMAC secret: the configured one, else the one in the data directory, made there (mode 0600)
+ * at first start. Losing it makes every known user look new; it is never logged.
+ */
+export function loadOrCreateSecret(dataDir: string, configured: string | null): string {
+  if (configured !== null) return configured;
+  const path = join(dataDir, SECRET_FILE);
+  if (existsSync(path)) {
+    const secret = readFileSync(path, 'utf8').trim();
+    if (secret.length >= 32) return secret;
+    throw new Error(`${path} holds no usable secret (at least 32 characters expected)`);
+  }
+  mkdirSync(dataDir, { recursive: true });
+  const secret = randomBytes(32).toString('hex');
+  writeFileSync(path, `${secret}\n`, { mode: 0o600, flag: 'wx' });
+  chmodSync(path, 0o600);
+  return secret;
+}

@@ -1,0 +1,68 @@
+// Prometheus metrics of one app instance: its own registry, so several apps in one process (tests) never mix.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface Metrics {
+  readonly registry: Registry;
+  heartbeatsAccepted(count: number): void;
+  heartbeatsRejected(reason: string, count?: number): void;
+  request(route: string, method: string, status: number, durationSeconds: number): void;
+  commit(heartbeats: number, durationMs: number): void;
+}
+
+export function createMetrics(countOnline: () => Promise<number>, defaults = true): Metrics {
+  const registry = new Registry();
+  if (defaults) collectDefaultMetrics({ register: registry, prefix: 'online_stats_process_' });
+  const accepted = new Counter({ name: 'online_stats_heartbeats_accepted_total', help: 'Heartbeats recorded', registers: [registry] });
+  const rejected = new Counter({
+    name: 'online_stats_heartbeats_rejected_total',
+    help: 'Heartbeats refused (or, for channel_limit, recorded without their channel), by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const requests = new Counter({
+    name: 'online_stats_http_requests_total',
+    help: 'HTTP requests by route and status',
+    labelNames: ['route', 'method', 'status'],
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: 'online_stats_http_request_duration_seconds',
+    help: 'HTTP request latency by route',
+    labelNames: ['route'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [registry],
+  });
+  const batchSize = new Histogram({
+    name: 'online_stats_store_commit_heartbeats',
+    help: 'Heartbeats per store commit (group commit batch size)',
+    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 20000],
+    registers: [registry],
+  });
+  const commitSeconds = new Histogram({
+    name: 'online_stats_store_commit_duration_seconds',
+    help: 'Store commit duration, fsync included',
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'online_stats_online_clients',
+    help: 'Identities online now',
+    registers: [registry],
+    async collect() {
+      this.set(await countOnline());
+    },
+  });
+  return {
+    registry,
+    heartbeatsAccepted: (count) => accepted.inc(count),
+    heartbeatsRejected: (reason, count = 1) => rejected.inc({ reason }, count),
+    request(route, method, status, durationSeconds) {
+      requests.inc({ route, method, status });
+      latency.observe({ route }, durationSeconds);
+    },
+    commit(heartbeats, durationMs) {
+      batchSize.observe(heartbeats);
+      commitSeconds.observe(durationMs / 1000);
+    },
+  };
+}

@@ -1,0 +1,26 @@
+// Liveness and readiness for orchestrators; never rate-limited, never behind the token.
+import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { AppDeps } from '../app.js';
+import { serviceError } from '../errors.js';
+
+export const healthRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
+  const Status = Type.Object({ status: Type.String() });
+  app.get('/healthz', { schema: { summary: 'Liveness: the process answers', tags: ['health'], response: { 200: Status } } }, async () => ({
+    status: 'ok',
+  }));
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        summary: 'Readiness: the store is open and writable, and the service is not shutting down',
+        tags: ['health'],
+        response: { 200: Status, 503: Type.Ref('Error') },
+      },
+    },
+    async () => {
+      if (deps.lifecycle.shuttingDown) throw serviceError('SHUTTING_DOWN');
+      await deps.store.check();
+      return { status: 'ready' };
+    },
+  );
+};

@@ -1,0 +1,110 @@
+// Heartbeats in: POST /heartbeat, POST /leave (the demo's clients) and POST /heartbeats (gateways, in batches).
+import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { AppDeps } from '../app.js';
+import { MAX_CLIENT_ID_LENGTH } from '../identity.js';
+import { ClientId, ClientIdHeaders, channelSchema, errorResponses } from './schemas.js';
+
+/** Largest single heartbeat body, in bytes: a client id and a channel fit many times over. */
+export const HEARTBEAT_BODY_LIMIT_BYTES = 2048;
+
+export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
+  const { config, store, clock, guards } = deps;
+  const Channel = channelSchema(config.maxChannelLength);
+  const HeartbeatBody = Type.Object({ client_id: Type.Optional(ClientId), channel: Type.Optional(Channel) }, { additionalProperties: false });
+
+  // The demo's clients post no body at all; it means the same as an empty object.
+  app.addHook('preValidation', async (request) => {
+    if (request.body === undefined || request.body === null) request.body = {};
+  });
+
+  app.post(
+    '/heartbeat',
+    {
+      bodyLimit: HEARTBEAT_BODY_LIMIT_BYTES,
+      schema: {
+        summary: 'Report that the caller is online now',
+        description:
+          'An empty body is a valid heartbeat. The answer comes only after the heartbeat is committed. ' +
+          'Also accepts text/plain holding JSON (navigator.sendBeacon).',
+        tags: ['ingest'],
+        headers: ClientIdHeaders,
+        body: HeartbeatBody,
+        response: {
+          200: Type.Object({ message: Type.Literal('Heartbeat received'), ip: Type.String({ description: 'The caller address the service saw' }) }),
+          ...errorResponses,
+        },
+      },
+      preHandler: async (request, reply) => guards.rateLimit('ingest', request, reply),
+    },
+    async (request, reply) => {
+      const caller = guards.callerOf(request);
+      const outcome = await store.recordHeartbeats([{ identity: caller.identity, channel: request.body.channel ?? null }], clock.nowMs());
+      deps.metrics.heartbeatsAccepted(1);
+      if (outcome.channelsRefused > 0) {
+        deps.metrics.heartbeatsRejected('channel_limit', outcome.channelsRefused);
+        reply.header('warning', `199 online-stats "channel not tracked: ${config.maxChannels} channels are online already"`);
+      }
+      return { message: 'Heartbeat received' as const, ip: caller.address };
+    },
+  );
+
+  app.post(
+    '/leave',
+    {
+      bodyLimit: HEARTBEAT_BODY_LIMIT_BYTES,
+      schema: {
+        summary: 'Report that the caller is offline now',
+        description: 'The caller stops counting as online at once, on every channel; it still counts as active today.',
+        tags: ['ingest'],
+        headers: ClientIdHeaders,
+        body: HeartbeatBody,
+        response: { 200: Type.Object({ message: Type.Literal('Leave received'), ip: Type.String() }), ...errorResponses },
+      },
+      preHandler: async (request, reply) => guards.rateLimit('ingest', request, reply),
+    },
+    async (request) => {
+      const caller = guards.callerOf(request);
+      await store.recordLeaves([caller.identity], clock.nowMs());
+      return { message: 'Leave received' as const, ip: caller.address };
+    },
+  );
+
+  app.post(
+    '/heartbeats',
+    {
+      // Room for the largest allowed batch of the longest ids, JSON-quoted.
+      bodyLimit: 1024 + config.maxBatchIds * (MAX_CLIENT_ID_LENGTH * 2 + 4),
+      schema: {
+        summary: 'Report many clients online at once (servers and gateways)',
+        description:
+          `Marks every id online, durably, in one commit. At most ${config.maxBatchIds} ids. ` +
+          'Needs the API token when one is configured, and is rate-limited per caller like /heartbeat.',
+        tags: ['ingest'],
+        security: config.apiToken === null ? [] : [{ bearer: [] }],
+        headers: ClientIdHeaders,
+        body: Type.Object(
+          { client_ids: Type.Array(ClientId, { minItems: 1, maxItems: config.maxBatchIds }), channel: Type.Optional(Channel) },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ accepted: Type.Integer({ description: 'Heartbeats recorded' }) }), 401: Type.Ref('Error'), ...errorResponses },
+      },
+      preHandler: async (request, reply) => {
+        guards.requireToken(request);
+        // The batch's caller is the gateway, named by X-Client-Id or its address, not the ids inside.
+        guards.callerOf(request, { ignoreBody: true });
+        await guards.rateLimit('ingest', request, reply);
+      },
+    },
+    async (request, reply) => {
+      const channel = request.body.channel ?? null;
+      const beats = request.body.client_ids.map((clientId) => ({ identity: deps.identityOfClient(clientId), channel }));
+      const outcome = await store.recordHeartbeats(beats, clock.nowMs());
+      deps.metrics.heartbeatsAccepted(beats.length);
+      if (outcome.channelsRefused > 0) {
+        deps.metrics.heartbeatsRejected('channel_limit', outcome.channelsRefused);
+        reply.header('warning', `199 online-stats "channel not tracked: ${config.maxChannels} channels are online already"`);
+      }
+      return { accepted: beats.length };
+    },
+  );
+};

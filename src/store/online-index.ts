@@ -1,0 +1,100 @@
+// Who is online, in memory: identities ordered by last heartbeat, so expiry and counting are O(1) amortised.
+
+/**
+ * A Map keeps insertion order, and a heartbeat re-inserts its identity at the end, so the Map stays
+ * sorted by last-seen time (times are made monotonic by the caller). Expiring is then popping from
+ * the front until the first identity still within the timeout: the count is exact at every query,
+ * unlike a periodic sweep, and no operation ever looks at more than the identities it expires.
+ */
+export class OnlineIndex {
+  private readonly lastSeenMs = new Map<string, number>();
+
+  constructor(private readonly timeoutMs: number) {}
+
+  /** Records a heartbeat; `nowMs` must not be earlier than any time recorded before. */
+  touch(identity: string, nowMs: number): void {
+    this.lastSeenMs.delete(identity);
+    this.lastSeenMs.set(identity, nowMs);
+  }
+
+  /** Last heartbeat of an online identity, or undefined (offline, expired or unknown). */
+  lastSeen(identity: string, nowMs: number): number | undefined {
+    const seen = this.lastSeenMs.get(identity);
+    return seen !== undefined && nowMs - seen <= this.timeoutMs ? seen : undefined;
+  }
+
+  remove(identity: string): boolean {
+    return this.lastSeenMs.delete(identity);
+  }
+
+  /** Identities whose last heartbeat is at most the timeout before `nowMs`. */
+  count(nowMs: number): number {
+    this.expire(nowMs);
+    return this.lastSeenMs.size;
+  }
+
+  expire(nowMs: number): void {
+    const cutoffMs = nowMs - this.timeoutMs;
+    for (const [identity, seenMs] of this.lastSeenMs) {
+      if (seenMs >= cutoffMs) break;
+      this.lastSeenMs.delete(identity);
+    }
+  }
+
+  entries(): IterableIterator<[string, number]> {
+    return this.lastSeenMs.entries();
+  }
+}
+
+/** Online identities per channel, with the number of channels bounded. */
+export class ChannelIndex {
+  private readonly channels = new Map<string, OnlineIndex>();
+
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly maxChannels: number,
+  ) {}
+
+  /** Records a heartbeat on a channel; false (nothing recorded) when it is a new channel and the maximum are online. */
+  canTouch(channel: string, nowMs: number): boolean {
+    if (this.channels.has(channel)) return true;
+    if (this.channels.size < this.maxChannels) return true;
+    this.expire(nowMs);
+    return this.channels.size < this.maxChannels;
+  }
+
+  touch(channel: string, identity: string, nowMs: number): void {
+    let index = this.channels.get(channel);
+    if (!index) {
+      index = new OnlineIndex(this.timeoutMs);
+      this.channels.set(channel, index);
+    }
+    index.touch(identity, nowMs);
+  }
+
+  /** Removes an identity from every channel (a leave). */
+  removeEverywhere(identity: string): void {
+    for (const index of this.channels.values()) index.remove(identity);
+  }
+
+  count(channel: string, nowMs: number): number {
+    const index = this.channels.get(channel);
+    if (!index) return 0;
+    const online = index.count(nowMs);
+    if (online === 0) this.channels.delete(channel);
+    return online;
+  }
+
+  top(nowMs: number, limit: number): { channel: string; online: number }[] {
+    this.expire(nowMs);
+    return [...this.channels]
+      .map(([channel, index]) => ({ channel, online: index.count(nowMs) }))
+      .sort((a, b) => b.online - a.online || (a.channel < b.channel ? -1 : 1))
+      .slice(0, limit);
+  }
+
+  /** Drops channels nobody is online on. */
+  expire(nowMs: number): void {
+    for (const [channel, index] of this.channels) if (index.count(nowMs) === 0) this.channels.delete(channel);
+  }
+}

@@ -1,0 +1,347 @@
+// The embedded default store: SQLite (WAL) for durability, in-memory indexes for O(1)/O(days) counts.
+import { mkdirSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { StoreUnavailableError } from '../errors.js';
+import { ActivityIndex } from './activity-index.js';
+import { HLL_REGISTERS, hllAdd, hllCount, hllMerge } from './hll.js';
+import { ChannelIndex, OnlineIndex } from './online-index.js';
+import type { ChannelCount, DayActivity, HeartbeatRecord, RecordOutcome, Store, StoreOptions } from './store.js';
+
+const SCHEMA = readFileSync(new URL('./sqlite/schema.sql', import.meta.url), 'utf8');
+/** How often (at most) stale channel rows are pruned and today's sketch is saved, in ms. */
+const HOUSEKEEPING_INTERVAL_MS = 60_000;
+
+type Pending =
+  | { kind: 'beats'; beats: readonly HeartbeatRecord[]; nowMs: number; done: (outcome: RecordOutcome) => void; fail: (error: Error) => void }
+  | { kind: 'leaves'; identities: readonly string[]; nowMs: number; done: () => void; fail: (error: Error) => void };
+
+// What a committed batch changes in memory, applied only after the commit succeeded.
+type Effect =
+  | { kind: 'beat'; identity: string; oldMs: number | null; nowMs: number; channel: string | null }
+  | { kind: 'leave'; identity: string };
+
+interface DaySketch {
+  day: string;
+  registers: Uint8Array;
+  dirty: boolean;
+}
+
+const toBlob = (identity: string): Buffer => Buffer.from(identity, 'latin1');
+
+/**
+ * Writes are queued and committed together once per turn of the event loop (group commit): every
+ * heartbeat that arrived meanwhile shares one transaction and one fsync, and each is acknowledged
+ * only after that commit. Counts come from in-memory indexes rebuilt from the database at start.
+ */
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite';
+  private readonly db: Database.Database;
+  private readonly online: OnlineIndex;
+  private readonly channels: ChannelIndex;
+  private readonly activity: ActivityIndex;
+  private queue: Pending[] = [];
+  private flushScheduled = false;
+  private closed = false;
+  /** Latest time seen: times are made monotonic so the online index stays ordered. */
+  private lastNowMs = -Infinity;
+  private lastHousekeepingMs = -Infinity;
+  private today: DaySketch | null = null;
+  private readonly statements;
+  /** Called after each commit with its size and duration (metrics). */
+  onCommit: ((heartbeats: number, durationMs: number) => void) | null = null;
+
+  private constructor(
+    db: Database.Database,
+    private readonly options: StoreOptions,
+    nowMs: number,
+  ) {
+    this.db = db;
+    this.online = new OnlineIndex(options.heartbeatTimeoutMs);
+    this.channels = new ChannelIndex(options.heartbeatTimeoutMs, options.maxChannels);
+    this.activity = new ActivityIndex(options.maxDays);
+    this.statements = {
+      lastSeen: db.prepare<[Buffer], { last_seen_ms: number }>('SELECT last_seen_ms FROM identities WHERE id = ?'),
+      upsertIdentity: db.prepare<[Buffer, number, number]>(
+        'INSERT INTO identities (id, first_seen_ms, last_seen_ms) VALUES (?, ?, ?) ' +
+          'ON CONFLICT (id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms, left_ms = NULL',
+      ),
+      upsertPresence: db.prepare<[Buffer, string, number]>(
+        'INSERT INTO channel_presence (id, channel, last_seen_ms) VALUES (?, ?, ?) ' +
+          'ON CONFLICT (id, channel) DO UPDATE SET last_seen_ms = excluded.last_seen_ms',
+      ),
+      leave: db.prepare<[number, Buffer]>('UPDATE identities SET left_ms = ? WHERE id = ?'),
+      leaveChannels: db.prepare<[Buffer]>('DELETE FROM channel_presence WHERE id = ?'),
+      pruneChannels: db.prepare<[number]>('DELETE FROM channel_presence WHERE last_seen_ms < ?'),
+      countSeenBetween: db
+        .prepare<[number, number], number>('SELECT COUNT(*) FROM identities WHERE last_seen_ms >= ? AND last_seen_ms < ?')
+        .pluck(),
+      addDay: db.prepare<[string, number, number]>(
+        'INSERT INTO daily_activity (day, active, new) VALUES (?, ?, ?) ' +
+          'ON CONFLICT (day) DO UPDATE SET active = active + excluded.active, new = new + excluded.new',
+      ),
+      saveSketch: db.prepare<[string, Buffer]>(
+        'INSERT INTO daily_activity (day, sketch) VALUES (?, ?) ON CONFLICT (day) DO UPDATE SET sketch = excluded.sketch',
+      ),
+      dayRow: db.prepare<[string], { day: string; active: number; new: number; sketch: Buffer | null }>(
+        'SELECT day, active, new, sketch FROM daily_activity WHERE day = ?',
+      ),
+    };
+    this.rebuild(nowMs);
+  }
+
+  /** Opens (creating if need be) the database at `path` and rebuilds the in-memory indexes. */
+  static open(path: string, options: StoreOptions, nowMs: number): SqliteStore {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    const db = new Database(path);
+    try {
+      // FULL: the WAL is fsynced at every commit, so an acknowledged heartbeat survives power loss too.
+      db.pragma('synchronous = FULL');
+      db.pragma('busy_timeout = 5000');
+      db.exec(SCHEMA);
+      return new SqliteStore(db, options, nowMs);
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+  }
+
+  private rebuild(nowMs: number): void {
+    this.lastNowMs = nowMs;
+    const cutoffMs = nowMs - this.options.heartbeatTimeoutMs;
+    const online = this.db.prepare<[number], { id: Buffer; last_seen_ms: number }>(
+      'SELECT id, last_seen_ms FROM identities WHERE last_seen_ms >= ? AND left_ms IS NULL ORDER BY last_seen_ms',
+    );
+    for (const row of online.iterate(cutoffMs)) this.online.touch(row.id.toString('latin1'), row.last_seen_ms);
+    const presence = this.db.prepare<[number], { id: Buffer; channel: string; last_seen_ms: number }>(
+      'SELECT id, channel, last_seen_ms FROM channel_presence WHERE last_seen_ms >= ? ORDER BY last_seen_ms',
+    );
+    for (const row of presence.iterate(cutoffMs)) this.channels.touch(row.channel, row.id.toString('latin1'), row.last_seen_ms);
+    // The covering index gives the per-minute counts without reading the table.
+    this.activity.add(nowMs, 0);
+    const perMinute = this.db.prepare<[], [number, number]>(
+      'SELECT last_seen_ms / 60000, COUNT(*) FROM identities GROUP BY last_seen_ms / 60000',
+    );
+    for (const [minute, count] of perMinute.raw().iterate()) this.activity.add(minute * 60_000, count);
+    this.loadToday(nowMs);
+  }
+
+  /** Today's sketch: what was saved, plus everyone whose last heartbeat is today (exactly today's actives). */
+  private loadToday(nowMs: number): void {
+    const { key, startMs } = this.options.calendar.dayOf(nowMs);
+    const registers = new Uint8Array(HLL_REGISTERS);
+    const saved = this.statements.dayRow.get(key)?.sketch;
+    if (saved) registers.set(saved.subarray(0, HLL_REGISTERS));
+    const todays = this.db.prepare<[number], Buffer>('SELECT id FROM identities WHERE last_seen_ms >= ?').pluck();
+    for (const id of todays.iterate(startMs)) hllAdd(registers, id.toString('latin1'));
+    this.today = { day: key, registers, dirty: false };
+  }
+
+  recordHeartbeats(beats: readonly HeartbeatRecord[], nowMs: number): Promise<RecordOutcome> {
+    return new Promise((done, fail) => this.enqueue({ kind: 'beats', beats, nowMs, done, fail }));
+  }
+
+  recordLeaves(identities: readonly string[], nowMs: number): Promise<void> {
+    return new Promise((done, fail) => this.enqueue({ kind: 'leaves', identities, nowMs, done, fail }));
+  }
+
+  private enqueue(pending: Pending): void {
+    if (this.closed) {
+      pending.fail(new StoreUnavailableError('closed'));
+      return;
+    }
+    this.queue.push(pending);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Commits everything queued in one transaction, then updates memory and acknowledges. */
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.queue;
+    this.queue = [];
+    if (batch.length === 0) return;
+    const startedMs = performance.now();
+    const effects: Effect[] = [];
+    const outcomes: RecordOutcome[] = [];
+    let heartbeats = 0;
+    try {
+      this.db.transaction(() => {
+        const written = new Map<string, number>();
+        for (const pending of batch) {
+          const nowMs = Math.max(pending.nowMs, this.lastNowMs);
+          if (pending.kind === 'beats') {
+            outcomes.push(this.writeBeats(pending.beats, nowMs, written, effects));
+            heartbeats += pending.beats.length;
+          } else {
+            for (const identity of pending.identities) {
+              const blob = toBlob(identity);
+              this.statements.leave.run(nowMs, blob);
+              this.statements.leaveChannels.run(blob);
+              effects.push({ kind: 'leave', identity });
+            }
+          }
+        }
+        this.housekeeping(Math.max(this.lastNowMs, ...batch.map((p) => p.nowMs)));
+      })();
+    } catch (error) {
+      this.today && (this.today.dirty = true);
+      const failure = new StoreUnavailableError((error as Error).message, { cause: error });
+      for (const pending of batch) pending.fail(failure);
+      return;
+    }
+    this.apply(effects);
+    this.onCommit?.(heartbeats, performance.now() - startedMs);
+    let outcome = 0;
+    for (const pending of batch) {
+      if (pending.kind === 'beats') pending.done(outcomes[outcome++] as RecordOutcome);
+      else pending.done();
+    }
+  }
+
+  private writeBeats(beats: readonly HeartbeatRecord[], nowMs: number, written: Map<string, number>, effects: Effect[]): RecordOutcome {
+    const { key: dayKey, startMs: dayStartMs } = this.options.calendar.dayOf(nowMs);
+    this.rollDay(dayKey);
+    const sketch = this.today as DaySketch;
+    let channelsRefused = 0;
+    let active = 0;
+    let fresh = 0;
+    for (const { identity, channel } of beats) {
+      const blob = toBlob(identity);
+      const oldMs = written.get(identity) ?? this.online.lastSeen(identity, nowMs) ?? this.statements.lastSeen.get(blob)?.last_seen_ms ?? null;
+      this.statements.upsertIdentity.run(blob, nowMs, nowMs);
+      written.set(identity, nowMs);
+      if (oldMs === null || oldMs < dayStartMs) {
+        active++;
+        if (oldMs === null) fresh++;
+        if (hllAdd(sketch.registers, identity)) sketch.dirty = true;
+      }
+      let tracked: string | null = null;
+      if (channel !== null) {
+        if (this.channels.canTouch(channel, nowMs)) {
+          this.statements.upsertPresence.run(blob, channel, nowMs);
+          tracked = channel;
+        } else channelsRefused++;
+      }
+      effects.push({ kind: 'beat', identity, oldMs, nowMs, channel: tracked });
+    }
+    if (active > 0) this.statements.addDay.run(dayKey, active, fresh);
+    this.lastNowMs = nowMs;
+    return { channelsRefused };
+  }
+
+  /** A new day began: save the finished day's sketch and start an empty one. */
+  private rollDay(dayKey: string): void {
+    if (this.today?.day === dayKey) return;
+    if (this.today) this.statements.saveSketch.run(this.today.day, Buffer.from(this.today.registers));
+    this.today = { day: dayKey, registers: new Uint8Array(HLL_REGISTERS), dirty: false };
+  }
+
+  private housekeeping(nowMs: number): void {
+    if (nowMs - this.lastHousekeepingMs < HOUSEKEEPING_INTERVAL_MS) return;
+    this.lastHousekeepingMs = nowMs;
+    this.statements.pruneChannels.run(nowMs - this.options.heartbeatTimeoutMs);
+    this.saveToday();
+  }
+
+  private saveToday(): void {
+    if (!this.today?.dirty) return;
+    this.statements.saveSketch.run(this.today.day, Buffer.from(this.today.registers));
+    this.today.dirty = false;
+  }
+
+  private apply(effects: readonly Effect[]): void {
+    for (const effect of effects) {
+      if (effect.kind === 'beat') {
+        this.activity.move(effect.oldMs, effect.nowMs);
+        this.online.touch(effect.identity, effect.nowMs);
+        if (effect.channel !== null) this.channels.touch(effect.channel, effect.identity, effect.nowMs);
+      } else {
+        this.online.remove(effect.identity);
+        this.channels.removeEverywhere(effect.identity);
+      }
+    }
+  }
+
+  /**
+   * Merges identities last seen at given times (the demo's users_data.json), in one transaction:
+   * all or nothing. Idempotent: last seen becomes the later, first seen the earlier of old and new.
+   */
+  importIdentities(entries: Iterable<{ identity: string; lastSeenMs: number }>, onProgress?: (done: number) => void): number {
+    const merge = this.db.prepare<[Buffer, number, number]>(
+      'INSERT INTO identities (id, first_seen_ms, last_seen_ms) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET ' +
+        'last_seen_ms = max(last_seen_ms, excluded.last_seen_ms), first_seen_ms = min(first_seen_ms, excluded.first_seen_ms)',
+    );
+    let count = 0;
+    this.db.transaction(() => {
+      for (const { identity, lastSeenMs } of entries) {
+        merge.run(toBlob(identity), lastSeenMs, lastSeenMs);
+        if (++count % 100_000 === 0) onProgress?.(count);
+      }
+    })();
+    return count;
+  }
+
+  async countOnline(nowMs: number, channel?: string): Promise<number> {
+    this.assertOpen();
+    return channel === undefined ? this.online.count(nowMs) : this.channels.count(channel, nowMs);
+  }
+
+  async countActive(sinceMs: number, _nowMs: number): Promise<number> {
+    this.assertOpen();
+    return this.activity.countAfterMinuteOf(sinceMs) + this.statements.countSeenBetween.get(sinceMs, ActivityIndex.minuteEndMs(sinceMs))!;
+  }
+
+  async topChannels(nowMs: number, limit: number): Promise<ChannelCount[]> {
+    this.assertOpen();
+    return this.channels.top(nowMs, limit);
+  }
+
+  async dailyActivity(days: readonly string[]): Promise<DayActivity[]> {
+    this.assertOpen();
+    return days.map((day) => {
+      const row = this.statements.dayRow.get(day);
+      return { day, active: row?.active ?? 0, new: row?.new ?? 0 };
+    });
+  }
+
+  async distinctActive(days: readonly string[]): Promise<number> {
+    this.assertOpen();
+    const sketches: Uint8Array[] = [];
+    for (const day of days) {
+      if (day === this.today?.day) sketches.push(this.today.registers);
+      else {
+        const saved = this.statements.dayRow.get(day)?.sketch;
+        if (saved) sketches.push(saved);
+      }
+    }
+    return sketches.length === 0 ? 0 : hllCount(hllMerge(sketches));
+  }
+
+  async check(): Promise<void> {
+    this.assertOpen();
+    try {
+      this.db.exec('BEGIN IMMEDIATE; ROLLBACK');
+    } catch (error) {
+      throw new StoreUnavailableError((error as Error).message, { cause: error });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    try {
+      this.saveToday();
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } finally {
+      this.db.close();
+    }
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new StoreUnavailableError('closed');
+  }
+}

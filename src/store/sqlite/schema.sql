@@ -1,0 +1,37 @@
+-- The embedded store's schema. Identities are 16-byte HMAC pseudonyms: no raw address or client id is stored.
+PRAGMA journal_mode = WAL;
+
+CREATE TABLE IF NOT EXISTS meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- One row per identity ever seen. left_ms: set by /leave, cleared by the next heartbeat.
+CREATE TABLE IF NOT EXISTS identities (
+  id BLOB PRIMARY KEY,
+  first_seen_ms INTEGER NOT NULL,
+  last_seen_ms INTEGER NOT NULL,
+  left_ms INTEGER
+) WITHOUT ROWID;
+
+-- Serves "active since T" at minute edges, the online set at start-up and the minute counts rebuild.
+CREATE INDEX IF NOT EXISTS identities_by_last_seen ON identities (last_seen_ms);
+
+-- Who is on which channel; rows older than the heartbeat timeout are pruned as the service runs.
+CREATE TABLE IF NOT EXISTS channel_presence (
+  id BLOB NOT NULL,
+  channel TEXT NOT NULL,
+  last_seen_ms INTEGER NOT NULL,
+  PRIMARY KEY (id, channel)
+) WITHOUT ROWID;
+
+CREATE INDEX IF NOT EXISTS channel_presence_by_last_seen ON channel_presence (last_seen_ms);
+
+-- Per calendar day (configured time zone): exact actives and new identities, and the day's
+-- HyperLogLog registers for weekly and monthly distinct counts.
+CREATE TABLE IF NOT EXISTS daily_activity (
+  day TEXT PRIMARY KEY,
+  active INTEGER NOT NULL DEFAULT 0,
+  new INTEGER NOT NULL DEFAULT 0,
+  sketch BLOB
+) WITHOUT ROWID;
