@@ -1,0 +1,204 @@
+// The one behaviour suite every Store passes; each store's test file only says how to make one.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createCalendar } from '../src/calendar.js';
+import type { Store, StoreOptions } from '../src/store/store.js';
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+const T0 = Date.UTC(2026, 2, 10, 12, 0, 0);
+
+export interface StoreFactory {
+  /** A new, empty store. `nowMs` is the time it opens at. */
+  create(options: StoreOptions, nowMs: number): Promise<Store>;
+  /** Closes `store` and opens the same data again (durable stores only). */
+  reopen?(store: Store, options: StoreOptions, nowMs: number): Promise<Store>;
+  /** Called once after the suite. */
+  teardown?(): Promise<void>;
+}
+
+/** Named skips: test title -> reason. A divergence must be written down, never silently dropped. */
+export type Skips = Record<string, string>;
+
+export function options(overrides: Partial<StoreOptions> = {}): StoreOptions {
+  return { heartbeatTimeoutMs: 10 * MINUTE, maxDays: 400, maxChannels: 3, calendar: createCalendar('UTC'), ...overrides };
+}
+
+const id = (n: number): string => {
+  // A 16-byte latin1 pseudonym, as identity.ts makes them, spread out so HyperLogLog sees uniform bits.
+  const bytes = Buffer.alloc(16);
+  let x = (n + 1) * 0x9e3779b1;
+  for (let i = 0; i < 16; i++) {
+    x = Math.imul(x ^ (x >>> 15), 0x2c1b3c6d) ^ (x >>> 12) ^ i;
+    bytes[i] = x & 0xff;
+  }
+  return bytes.toString('latin1');
+};
+
+const beat = (n: number, channel: string | null = null) => ({ identity: id(n), channel });
+
+export function storeSuite(name: string, factory: StoreFactory, skips: Skips = {}): void {
+  describe(`Store contract: ${name}`, () => {
+    const open: Store[] = [];
+    const make = async (overrides: Partial<StoreOptions> = {}, nowMs = T0) => {
+      const store = await factory.create(options(overrides), nowMs);
+      open.push(store);
+      return store;
+    };
+    const test = (title: string, fn: () => Promise<void>) => {
+      const reason = skips[title];
+      if (reason) it(title, { skip: reason }, fn);
+      else it(title, fn);
+    };
+    after(async () => {
+      for (const store of open) await store.close().catch(() => {});
+      await factory.teardown?.();
+    });
+
+    test('a heartbeat puts an identity online, once however often it beats', async () => {
+      const store = await make();
+      assert.equal(await store.countOnline(T0), 0);
+      await store.recordHeartbeats([beat(1)], T0);
+      await store.recordHeartbeats([beat(1), beat(2)], T0 + 1000);
+      await store.recordHeartbeats([beat(1)], T0 + 2000);
+      assert.equal(await store.countOnline(T0 + 2000), 2);
+    });
+
+    test('an identity goes offline exactly when the timeout passes, with no sweep lag', async () => {
+      const store = await make();
+      await store.recordHeartbeats([beat(1)], T0);
+      await store.recordHeartbeats([beat(2)], T0 + 5 * MINUTE);
+      assert.equal(await store.countOnline(T0 + 10 * MINUTE), 2, 'at exactly the timeout it still counts');
+      assert.equal(await store.countOnline(T0 + 10 * MINUTE + 1), 1, 'one ms later it does not');
+      assert.equal(await store.countOnline(T0 + 15 * MINUTE + 1), 0);
+      await store.recordHeartbeats([beat(1)], T0 + 16 * MINUTE);
+      assert.equal(await store.countOnline(T0 + 16 * MINUTE), 1, 'a heartbeat brings it back');
+    });
+
+    test('a leave takes an identity offline at once but it stays active', async () => {
+      const store = await make();
+      await store.recordHeartbeats([beat(1), beat(2)], T0);
+      await store.recordLeaves([id(1)], T0 + 1000);
+      assert.equal(await store.countOnline(T0 + 1000), 1);
+      assert.equal(await store.countActive(T0 - DAY, T0 + 1000), 2);
+      await store.recordHeartbeats([beat(1)], T0 + 2000);
+      assert.equal(await store.countOnline(T0 + 2000), 2, 'a heartbeat after a leave is online again');
+      await store.recordLeaves([id(99)], T0 + 3000);
+      assert.equal(await store.countOnline(T0 + 3000), 2, 'leaving without ever beating changes nothing');
+    });
+
+    test('countActive counts distinct identities seen at or after the cutoff, exact to the ms', async () => {
+      const store = await make();
+      const seen = new Map<number, number>();
+      // 300 identities over 40 days, some seen several times; checked against a plain model.
+      let state = 7;
+      const random = () => ((state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+      let now = T0;
+      for (let step = 0; step < 600; step++) {
+        now += Math.floor(random() * 2 * HOUR);
+        const n = Math.floor(random() * 300);
+        await store.recordHeartbeats([beat(n)], now);
+        seen.set(n, now);
+      }
+      const model = (sinceMs: number) => [...seen.values()].filter((ms) => ms >= sinceMs).length;
+      for (const ago of [0, 1, MINUTE - 1, MINUTE, HOUR, 7 * DAY, 7 * DAY + 1, 13 * DAY + 17 * MINUTE + 3, 30 * DAY, 60 * DAY]) {
+        assert.equal(await store.countActive(now - ago, now), model(now - ago), `${ago} ms back`);
+      }
+      for (const ms of [...seen.values()].slice(0, 50)) {
+        assert.equal(await store.countActive(ms, now), model(ms), 'cutoff exactly on a heartbeat');
+        assert.equal(await store.countActive(ms + 1, now), model(ms + 1), 'cutoff one ms after a heartbeat');
+      }
+    });
+
+    test('concurrent heartbeats are all recorded', async () => {
+      const store = await make();
+      await Promise.all(Array.from({ length: 500 }, (_, n) => store.recordHeartbeats([beat(n % 250)], T0 + n)));
+      assert.equal(await store.countOnline(T0 + 500), 250);
+      assert.equal(await store.countActive(T0, T0 + 500), 250);
+    });
+
+    test('channels count their own online identities and rank by size', async () => {
+      const store = await make();
+      await store.recordHeartbeats([beat(1, 'home'), beat(2, 'home'), beat(3, 'shop'), beat(4)], T0);
+      await store.recordHeartbeats([beat(1, 'shop')], T0 + 1000);
+      assert.equal(await store.countOnline(T0 + 1000, 'home'), 2);
+      assert.equal(await store.countOnline(T0 + 1000, 'shop'), 2);
+      assert.equal(await store.countOnline(T0 + 1000, 'nowhere'), 0);
+      assert.equal(await store.countOnline(T0 + 1000), 4);
+      await store.recordHeartbeats([beat(5, 'shop')], T0 + 2000);
+      assert.deepEqual(await store.topChannels(T0 + 2000, 10), [
+        { channel: 'shop', online: 3 },
+        { channel: 'home', online: 2 },
+      ]);
+      await store.recordLeaves([id(1)], T0 + 3000);
+      assert.deepEqual(await store.topChannels(T0 + 3000, 1), [{ channel: 'shop', online: 2 }]);
+      assert.equal(await store.countOnline(T0 + 10 * MINUTE + 1500, 'home'), 0, 'channel presence expires too');
+      assert.equal(await store.countOnline(T0 + 10 * MINUTE + 1500, 'shop'), 1);
+    });
+
+    test('no more than maxChannels channels are tracked at once', async () => {
+      const store = await make({ maxChannels: 2 });
+      assert.deepEqual(await store.recordHeartbeats([beat(1, 'a'), beat(2, 'b')], T0), { channelsRefused: 0 });
+      assert.deepEqual(await store.recordHeartbeats([beat(3, 'c')], T0 + 1), { channelsRefused: 1 });
+      assert.equal(await store.countOnline(T0 + 1), 3, 'the refused heartbeat still counts as online');
+      assert.equal(await store.countOnline(T0 + 1, 'c'), 0);
+      assert.deepEqual(await store.recordHeartbeats([beat(4, 'a')], T0 + 2), { channelsRefused: 0 }, 'known channels take more');
+      // Once a channel empties, a new one fits.
+      assert.deepEqual(await store.recordHeartbeats([beat(5, 'c')], T0 + 10 * MINUTE + 1), { channelsRefused: 0 });
+    });
+
+    test('daily actives and new identities are exact per day of the time zone', async () => {
+      const calendar = createCalendar('America/New_York');
+      const store = await make({ calendar });
+      const day1 = Date.UTC(2026, 2, 10, 5, 0); // 01:00 in New York
+      await store.recordHeartbeats([beat(1), beat(2)], day1);
+      await store.recordHeartbeats([beat(1)], day1 + HOUR);
+      await store.recordHeartbeats([beat(3)], day1 + 20 * HOUR); // 21:00 the same local day
+      await store.recordHeartbeats([beat(1), beat(4)], day1 + 24 * HOUR); // next local day
+      assert.deepEqual(await store.dailyActivity(['2026-03-09', '2026-03-10', '2026-03-11']), [
+        { day: '2026-03-09', active: 0, new: 0 },
+        { day: '2026-03-10', active: 3, new: 3 },
+        { day: '2026-03-11', active: 2, new: 1 },
+      ]);
+    });
+
+    test('distinct actives over several days are estimated within 3%', async () => {
+      const store = await make();
+      // 4000 identities on day 1, 3000 of them and 2000 more on day 2: 6000 distinct.
+      const first = Array.from({ length: 4000 }, (_, n) => beat(n));
+      const second = Array.from({ length: 5000 }, (_, n) => beat(n + 1000));
+      await store.recordHeartbeats(first, T0);
+      await store.recordHeartbeats(second, T0 + DAY);
+      const estimate = await store.distinctActive(['2026-03-10', '2026-03-11']);
+      assert.ok(Math.abs(estimate - 6000) / 6000 < 0.03, `estimated ${estimate}, expected about 6000`);
+      const one = await store.distinctActive(['2026-03-10']);
+      assert.ok(Math.abs(one - 4000) / 4000 < 0.03, `estimated ${one}, expected about 4000`);
+      assert.equal(await store.distinctActive(['2020-01-01']), 0);
+    });
+
+    test('check() passes on an open store and fails once closed', async () => {
+      const store = await factory.create(options(), T0);
+      await store.check();
+      await store.close();
+      await assert.rejects(store.check());
+      await assert.rejects(store.recordHeartbeats([beat(1)], T0));
+    });
+
+    test('counts survive a close and reopen', async () => {
+      if (!factory.reopen) return;
+      let store = await factory.create(options(), T0 - 3 * DAY);
+      await store.recordHeartbeats([beat(4)], T0 - 3 * DAY);
+      await store.recordHeartbeats([beat(1, 'home'), beat(2), beat(3)], T0);
+      await store.recordLeaves([id(3)], T0 + 1);
+      store = await factory.reopen(store, options(), T0 + 2);
+      open.push(store);
+      assert.equal(await store.countOnline(T0 + 2), 2);
+      assert.equal(await store.countOnline(T0 + 2, 'home'), 1);
+      assert.equal(await store.countActive(T0 - DAY, T0 + 2), 3);
+      assert.equal(await store.countActive(T0 - 4 * DAY, T0 + 2), 4);
+      assert.deepEqual(await store.dailyActivity(['2026-03-10']), [{ day: '2026-03-10', active: 3, new: 3 }]);
+      assert.equal(await store.distinctActive(['2026-03-10']), 3);
+    });
+  });
+}
