@@ -18,6 +18,7 @@ import { healthRoutes } from './routes/health.js';
 import { ingestRoutes } from './routes/ingest.js';
 import { ErrorBody } from './routes/schemas.js';
 import type { Calendar, Store } from './store/store.js';
+import { validatorCompiler } from './validation.js';
 import { createCalendar } from './calendar.js';
 import { analyticsRoutes } from './routes/analytics.js';
 import { eventRoutes } from './routes/events.js';
@@ -59,10 +60,6 @@ export async function buildApp(options: AppOptions): Promise<App> {
     bodyLimit: 4096,
     forceCloseConnections: 'idle',
     return503OnClosing: true,
-    ajv: {
-      // Unknown fields are refused (400), not silently stripped; query strings are still coerced.
-      customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false },
-    },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const pseudonymizer = new Pseudonymizer(options.identitySecret);
@@ -78,6 +75,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     calendar: createCalendar(config.timeZone),
     identityOfClient: (clientId) => pseudonymizer.pseudonym(identityOf(clientId, '')),
   };
+  app.setValidatorCompiler(validatorCompiler);
   app.decorateRequest('caller', null);
   app.addSchema(ErrorBody);
 
