@@ -1,6 +1,6 @@
 // The only reader of flags and environment: one table of settings with defaults and units, validated once, frozen.
 import { parseArgs } from 'node:util';
-import * as ipaddr from 'ipaddr.js';
+import ipaddr from 'ipaddr.js';
 import { ConfigError } from './errors.js';
 
 /** A rate: `count` requests per `periodMs`, with `burst` allowed back to back. */

@@ -1,7 +1,7 @@
 // `online-stats import`: migrates the FastAPI demo's users_data.json into the embedded store.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as ipaddr from 'ipaddr.js';
+import ipaddr from 'ipaddr.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import { Pseudonymizer, identityOf, loadOrCreateSecret, normalizeAddress } from './identity.js';

@@ -1,0 +1,165 @@
+// The rate limiter: true spacing, edges, Retry-After, budgets, per-address caps, proxies and bounded memory.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { InjectOptions } from 'fastify';
+import { parseRate } from '../src/config.js';
+import { gcra } from '../src/ratelimit/limiter.js';
+import { MemoryRateLimiterStore } from '../src/ratelimit/memory.js';
+import { testApp, type TestApp } from './support/app.js';
+
+const perSecond = { count: 1, periodMs: 1000, burst: 1 };
+
+describe('GCRA decisions', () => {
+  it('1/s spaces requests a full second apart', () => {
+    const limiter = new MemoryRateLimiterStore(100);
+    assert.equal(limiter.take('k', perSecond, 0).allowed, true);
+    assert.equal(limiter.take('k', perSecond, 999).allowed, false);
+    assert.equal(limiter.take('k', perSecond, 1000).allowed, true);
+    assert.equal(limiter.take('k', perSecond, 1500).allowed, false);
+    assert.equal(limiter.take('k', perSecond, 2000).allowed, true);
+  });
+
+  it('a denied request tells how long to wait and does not push the next slot back', () => {
+    const limiter = new MemoryRateLimiterStore(100);
+    limiter.take('k', perSecond, 0);
+    const denied = limiter.take('k', perSecond, 250);
+    assert.equal(denied.allowed, false);
+    assert.equal(denied.retryAfterMs, 750);
+    assert.equal(limiter.take('k', perSecond, 1000).allowed, true, 'denials cost nothing');
+  });
+
+  it('no double burst at a window edge: 10/min allows 10 at once, then one every 6 s', () => {
+    const rate = parseRate('10/m');
+    assert.ok(rate && rate !== 'invalid');
+    const limiter = new MemoryRateLimiterStore(100);
+    let allowed = 0;
+    for (let i = 0; i < 20; i++) if (limiter.take('k', rate, 59_999).allowed) allowed++;
+    assert.equal(allowed, 10);
+    // A fixed window would refill all 10 at 60 000 ms; GCRA gives back one per 6 s.
+    let atEdge = 0;
+    for (let i = 0; i < 20; i++) if (limiter.take('k', rate, 60_000).allowed) atEdge++;
+    assert.equal(atEdge, 0);
+    assert.equal(limiter.take('k', rate, 59_999 + 6000).allowed, true);
+    assert.equal(limiter.take('k', rate, 59_999 + 6000).allowed, false);
+  });
+
+  it('burst and remaining follow the configured rate', () => {
+    const rate = { count: 5, periodMs: 1000, burst: 3 };
+    const first = gcra(undefined, rate, 0);
+    assert.equal(first.decision.remaining, 2);
+    const second = gcra(first.tatMs ?? undefined, rate, 0);
+    assert.equal(second.decision.remaining, 1);
+  });
+
+  it('memory stays within maxKeys under a million distinct callers', () => {
+    const limiter = new MemoryRateLimiterStore(10_000);
+    for (let i = 0; i < 1_000_000; i++) {
+      limiter.take(`caller-${i}`, perSecond, i);
+      if (limiter.size > 10_000) assert.fail(`grew to ${limiter.size} entries`);
+    }
+    assert.equal(limiter.size, 10_000);
+  });
+
+  it('eviction forgets the least recently seen caller, not an active one', () => {
+    const limiter = new MemoryRateLimiterStore(100);
+    limiter.take('busy', perSecond, 0);
+    for (let i = 0; i < 99; i++) limiter.take(`other-${i}`, perSecond, 1);
+    limiter.take('busy', perSecond, 1000); // busy moves to the back
+    for (let i = 0; i < 50; i++) limiter.take(`more-${i}`, perSecond, 1001);
+    assert.equal(limiter.take('busy', perSecond, 1500).allowed, false, 'busy is still remembered and limited');
+  });
+});
+
+describe('rate limits over HTTP', () => {
+  let t: TestApp;
+  before(async () => (t = await testApp({ trustProxy: Object.freeze(['10.0.0.0/8']) })));
+  after(() => t.close());
+  const hit = (request: InjectOptions) => t.app.inject({ method: 'POST', url: '/heartbeat', ...request });
+
+  it('a second heartbeat within a second is a 429 with Retry-After and RateLimit headers', async () => {
+    assert.equal((await hit({ remoteAddress: '192.0.2.1' })).statusCode, 200);
+    t.clock.advance(400);
+    const res = await hit({ remoteAddress: '192.0.2.1' });
+    assert.equal(res.statusCode, 429);
+    assert.equal(res.headers['retry-after'], '1');
+    assert.equal(res.headers['ratelimit-policy'], '1;w=1');
+    assert.match(String(res.headers.ratelimit), /^limit=1, remaining=0, reset=1$/);
+    assert.equal(res.json().code, 'OS_RATE_LIMITED');
+    assert.equal(res.json().detail.startsWith('Too Many Requests'), true, 'the demo clients read detail');
+    t.clock.advance(600);
+    assert.equal((await hit({ remoteAddress: '192.0.2.1' })).statusCode, 200, 'exactly one second later it passes');
+  });
+
+  it('Retry-After rounds up to whole seconds for slow rates', async () => {
+    const slow = await testApp({ ingestRateLimit: { count: 1, periodMs: 60_000, burst: 1 } });
+    try {
+      await slow.app.inject({ method: 'POST', url: '/heartbeat' });
+      slow.clock.advance(1500);
+      const res = await slow.app.inject({ method: 'POST', url: '/heartbeat' });
+      assert.equal(res.headers['retry-after'], '59');
+      assert.equal(res.headers['ratelimit-policy'], '1;w=60');
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it('heartbeats and reads have separate budgets: a heartbeat never blocks a read', async () => {
+    t.clock.advance(5000);
+    assert.equal((await hit({ remoteAddress: '192.0.2.2' })).statusCode, 200);
+    assert.equal((await t.app.inject({ url: '/online_clients', remoteAddress: '192.0.2.2' })).statusCode, 200);
+    assert.equal((await t.app.inject({ url: '/total_users', remoteAddress: '192.0.2.2' })).statusCode, 429, 'reads share one read budget');
+  });
+
+  it('clients behind one NAT with their own ids are limited separately', async () => {
+    t.clock.advance(5000);
+    for (const id of ['a', 'b', 'c']) {
+      assert.equal((await hit({ remoteAddress: '192.0.2.3', headers: { 'x-client-id': id } })).statusCode, 200, id);
+    }
+  });
+
+  it('rotating client ids from one address hits the per-address cap', async () => {
+    t.clock.advance(5000);
+    let allowed = 0;
+    for (let i = 0; i < 300; i++) {
+      if ((await hit({ remoteAddress: '192.0.2.4', headers: { 'x-client-id': `rot-${i}` } })).statusCode === 200) allowed++;
+    }
+    assert.equal(allowed, 100, 'the default address cap is 50/s with a burst of 100');
+  });
+
+  it('IPv6 callers share the cap of their /64', async () => {
+    t.clock.advance(5000);
+    let allowed = 0;
+    for (let i = 0; i < 150; i++) {
+      const address = `2001:db8:1:2::${(i + 1).toString(16)}`;
+      if ((await hit({ remoteAddress: address, headers: { 'x-client-id': `v6-${i}` } })).statusCode === 200) allowed++;
+    }
+    assert.equal(allowed, 100);
+    const other = await hit({ remoteAddress: '2001:db8:1:3::1', headers: { 'x-client-id': 'elsewhere' } });
+    assert.equal(other.statusCode, 200, 'another /64 has its own budget');
+  });
+
+  it('X-Forwarded-For is believed only from a trusted proxy, walked right to left', async () => {
+    t.clock.advance(5000);
+    const viaProxy = await hit({ remoteAddress: '10.1.2.3', headers: { 'x-forwarded-for': '198.51.100.1, 203.0.113.9, 10.9.9.9' } });
+    assert.equal(viaProxy.json().ip, '203.0.113.9', 'the first untrusted hop from the right');
+    const spoofed = await hit({ remoteAddress: '192.0.2.99', headers: { 'x-forwarded-for': '203.0.113.50' } });
+    assert.equal(spoofed.json().ip, '192.0.2.99', 'an untrusted caller cannot choose its address');
+    const spoofedAgain = await hit({ remoteAddress: '192.0.2.99', headers: { 'x-forwarded-for': '203.0.113.51' } });
+    assert.equal(spoofedAgain.statusCode, 429, 'so it cannot escape its limit either');
+  });
+
+  it('IPv4-mapped IPv6 addresses are the same caller as plain IPv4', async () => {
+    t.clock.advance(5000);
+    assert.equal((await hit({ remoteAddress: '::ffff:192.0.2.77' })).json().ip, '192.0.2.77');
+    assert.equal((await hit({ remoteAddress: '192.0.2.77' })).statusCode, 429);
+  });
+
+  it('limits can be switched off', async () => {
+    const open = await testApp({ ingestRateLimit: null, readRateLimit: null, addressRateLimit: null });
+    try {
+      for (let i = 0; i < 20; i++) assert.equal((await open.app.inject({ method: 'POST', url: '/heartbeat' })).statusCode, 200);
+    } finally {
+      await open.close();
+    }
+  });
+});
