@@ -1,0 +1,90 @@
+// Configuration: defaults, parsing of durations and rates, and start-up refusing bad values with exit code 2.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { SETTINGS, loadConfig, parseDurationMs, parseRate } from '../src/config.js';
+import { ConfigError } from '../src/errors.js';
+import { runCli, tempDir } from './support/app.js';
+
+describe('configuration', () => {
+  it('defaults match the demo: port 8001 on 0.0.0.0, 10 minute timeout, 1 request/s', () => {
+    const config = loadConfig([], {});
+    assert.equal(config.port, 8001);
+    assert.equal(config.host, '0.0.0.0');
+    assert.equal(config.dataDir, './data');
+    assert.equal(config.heartbeatTimeoutMs, 600_000);
+    assert.deepEqual(config.ingestRateLimit, { count: 1, periodMs: 1000, burst: 1 });
+    assert.deepEqual(config.readRateLimit, { count: 1, periodMs: 1000, burst: 1 });
+    assert.equal(config.maxDays, 3650);
+    assert.equal(config.apiToken, null);
+    assert.deepEqual(config.trustProxy, []);
+    assert.ok(Object.isFrozen(config));
+  });
+
+  it('flags win over the environment, which wins over defaults', () => {
+    const config = loadConfig(['--port', '9000'], { PORT: '9100', HEARTBEAT_TIMEOUT: '30s', TRUST_PROXY: '10.0.0.0/8, ::1' });
+    assert.equal(config.port, 9000);
+    assert.equal(config.heartbeatTimeoutMs, 30_000);
+    assert.deepEqual(config.trustProxy, ['10.0.0.0/8', '::1']);
+  });
+
+  it('durations accept 30s, 10m, 1h', () => {
+    assert.equal(parseDurationMs('30s'), 30_000);
+    assert.equal(parseDurationMs('10m'), 600_000);
+    assert.equal(parseDurationMs('1h'), 3_600_000);
+    assert.equal(parseDurationMs('1.5m'), 90_000);
+    assert.equal(parseDurationMs('10'), null);
+    assert.equal(parseDurationMs('ten minutes'), null);
+  });
+
+  it('rates accept N/s, N/m, N/10s, bursts, and off', () => {
+    assert.deepEqual(parseRate('1/s'), { count: 1, periodMs: 1000, burst: 1 });
+    assert.deepEqual(parseRate('100/m'), { count: 100, periodMs: 60_000, burst: 100 });
+    assert.deepEqual(parseRate('5/10s:2'), { count: 5, periodMs: 10_000, burst: 2 });
+    assert.equal(parseRate('off'), null);
+    assert.equal(parseRate('fast'), 'invalid');
+    assert.equal(parseRate('0'), null);
+    assert.equal(parseRate('0/s'), 'invalid');
+  });
+
+  it('a bad value names its setting', () => {
+    const cases: [string[], Record<string, string>, RegExp][] = [
+      [['--port', '70000'], {}, /--port/],
+      [[], { PORT: 'eighty' }, /PORT/],
+      [['--heartbeat-timeout', '10'], {}, /--heartbeat-timeout/],
+      [['--rate-limit', 'lots'], {}, /--rate-limit/],
+      [['--trust-proxy', '10.0.0.0/99'], {}, /--trust-proxy/],
+      [['--trust-proxy', 'proxy.local'], {}, /--trust-proxy/],
+      [['--max-days', '0'], {}, /--max-days/],
+      [['--log-level', 'loud'], {}, /--log-level/],
+      [['--time-zone', 'Mars/Olympus'], {}, /--time-zone/],
+      [['--identity-secret', 'short'], {}, /--identity-secret/],
+      [['--store', 'redis'], {}, /--redis-url/],
+      [['--store', 'redis', '--redis-url', 'redis://127.0.0.1:6379'], {}, /--identity-secret/],
+      [['--no-such-flag', '1'], {}, /no-such-flag/],
+    ];
+    for (const [argv, env, setting] of cases) {
+      assert.throws(() => loadConfig(argv, env), (error: unknown) => error instanceof ConfigError && setting.test(error.message), argv.join(' '));
+    }
+  });
+
+  it('the CLI refuses a bad value with exit code 2 and a message naming it', async () => {
+    const dir = tempDir();
+    try {
+      const result = await runCli(['serve', '--heartbeat-timeout', 'soon', '--data-dir', dir.path]);
+      assert.equal(result.code, 2);
+      assert.match(result.stderr, /--heartbeat-timeout/);
+    } finally {
+      dir.remove();
+    }
+  });
+
+  it('--help lists every command and every flag', async () => {
+    const result = await runCli(['--help']);
+    assert.equal(result.code, 0);
+    for (const command of ['serve', 'import']) assert.match(result.stdout, new RegExp(`online-stats ${command}`));
+    for (const setting of SETTINGS) {
+      assert.ok(result.stdout.includes(`--${setting.flag}`), `--${setting.flag} is listed`);
+      assert.ok(result.stdout.includes(setting.env), `${setting.env} is listed`);
+    }
+  });
+});
