@@ -1,5 +1,5 @@
 // One process per data directory: the in-memory indexes are only right if nobody else writes the database.
-import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export class DataDirLockedError extends Error {
@@ -20,6 +20,7 @@ function alive(pid: number): boolean {
 
 /** Takes the lock (a file holding our pid), replacing a stale one; returns its release. */
 export function lockDataDir(dataDir: string): () => void {
+  mkdirSync(dataDir, { recursive: true });
   const path = join(dataDir, 'online-stats.lock');
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
