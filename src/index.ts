@@ -1,0 +1,10 @@
+// The library entry point (`import { serve } from 'online-stats'`): embed the service or build on its parts.
+export { buildApp, type App, type AppOptions } from './app.js';
+export { createCalendar } from './calendar.js';
+export { ManualClock, systemClock, type Clock } from './clock.js';
+export { SETTINGS, defaultConfig, loadConfig, type Config, type Rate } from './config.js';
+export { ConfigError, StoreUnavailableError } from './errors.js';
+export { importDemoFile } from './import.js';
+export { serve, type Running } from './server.js';
+export { SqliteStore } from './store/sqlite.js';
+export type { ChannelCount, DayActivity, HeartbeatRecord, RecordOutcome, Store, StoreOptions } from './store/store.js';
