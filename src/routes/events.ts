@@ -50,7 +50,8 @@ export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
     timer = keepalive = null;
   };
 
-  app.addHook('onClose', async () => {
+  // preClose, not onClose: the server waits for open connections before onClose runs, and a stream never ends by itself.
+  app.addHook('preClose', async () => {
     stopTimers();
     for (const stream of streams) stream.end();
     streams.clear();

@@ -1,0 +1,62 @@
+// The live stream: /events pushes the online count when it changes, needs the token when one is set, and ends on shutdown.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { testApp } from './support/app.js';
+
+interface LiveEvent {
+  online_clients_count: number;
+  channels: { channel: string; online: number }[];
+  at: string;
+}
+
+/** Reads `event: online` messages from an SSE response body. */
+async function* events(body: ReadableStream<Uint8Array>): AsyncGenerator<LiveEvent> {
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+    buffer += decoder.decode(chunk, { stream: true });
+    let end: number;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const message = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const data = message.split('\n').find((line) => line.startsWith('data: '));
+      if (message.includes('event: online') && data) yield JSON.parse(data.slice(6)) as LiveEvent;
+    }
+  }
+}
+
+describe('live events', () => {
+  it('pushes the count on connect and again after heartbeats, at most once a second', { timeout: 30_000 }, async () => {
+    const t = await testApp({ ingestRateLimit: null, readRateLimit: null, apiToken: 'tok' });
+    try {
+      const url = await t.app.listen({ port: 0, host: '127.0.0.1' });
+      assert.equal((await fetch(`${url}/events`)).status, 401, 'the token is required');
+      const controller = new AbortController();
+      const res = await fetch(`${url}/events`, { headers: { authorization: 'Bearer tok' }, signal: controller.signal });
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
+      const stream = events(res.body!);
+      const first = (await stream.next()).value as LiveEvent;
+      assert.equal(first.online_clients_count, 0);
+      await t.app.inject({ method: 'POST', url: '/heartbeat', headers: { 'x-client-id': 'a' }, payload: { channel: 'lobby' } });
+      await t.app.inject({ method: 'POST', url: '/heartbeat', headers: { 'x-client-id': 'b' } });
+      const sentMs = Date.now();
+      const second = (await stream.next()).value as LiveEvent;
+      assert.ok(Date.now() - sentMs < 2500, 'the change arrives within the next poll');
+      assert.equal(second.online_clients_count, 2);
+      assert.deepEqual(second.channels, [{ channel: 'lobby', online: 1 }]);
+      await t.app.inject({ method: 'POST', url: '/heartbeat', headers: { 'x-client-id': 'c' } });
+      const third = (await stream.next()).value as LiveEvent;
+      assert.equal(third.online_clients_count, 3);
+      assert.ok(Date.parse(third.at) - Date.parse(second.at) >= 0, 'events are in order');
+      // Closing the app ends open streams instead of waiting for them forever.
+      const closing = t.app.close();
+      const end = await stream.next();
+      assert.equal(end.done, true);
+      await closing;
+      controller.abort();
+    } finally {
+      await t.close();
+    }
+  });
+});
