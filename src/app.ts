@@ -17,7 +17,10 @@ import { createGuards, type Guards } from './routes/guards.js';
 import { healthRoutes } from './routes/health.js';
 import { ingestRoutes } from './routes/ingest.js';
 import { ErrorBody } from './routes/schemas.js';
-import type { Store } from './store/store.js';
+import type { Calendar, Store } from './store/store.js';
+import { createCalendar } from './calendar.js';
+import { analyticsRoutes } from './routes/analytics.js';
+import { eventRoutes } from './routes/events.js';
 
 export interface AppOptions {
   config: Readonly<Config>;
@@ -39,6 +42,7 @@ export interface AppDeps {
   guards: Guards;
   metrics: Metrics;
   lifecycle: { shuttingDown: boolean };
+  calendar: Calendar;
   /** The pseudonym of a client id (batch ingest). */
   identityOfClient(clientId: string): string;
 }
@@ -71,6 +75,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     metrics,
     guards: createGuards(config, limiter, pseudonymizer, () => clock.nowMs()),
     lifecycle: { shuttingDown: false },
+    calendar: createCalendar(config.timeZone),
     identityOfClient: (clientId) => pseudonymizer.pseudonym(identityOf(clientId, '')),
   };
   app.decorateRequest('caller', null);
@@ -140,6 +145,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
   await app.register(ingestRoutes, deps);
   await app.register(countRoutes, deps);
   await app.register(healthRoutes, deps);
+  await app.register(analyticsRoutes, deps);
+  await app.register(eventRoutes, deps);
   app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['health'] } }, async (request, reply) => {
     deps.guards.requireToken(request);
     reply.type(metrics.registry.contentType);

@@ -20,6 +20,13 @@ export function parseDayKey(key: string): number | null {
   return utcKey(ms) === key ? ms : null;
 }
 
+/** The day `days` after (or, negative, before) a YYYY-MM-DD key. */
+export function shiftDay(key: string, days: number): string {
+  const ms = parseDayKey(key);
+  if (ms === null) throw new RangeError(`not a YYYY-MM-DD day: ${key}`);
+  return utcKey(ms + days * DAY_MS);
+}
+
 export function createCalendar(timeZone: string): Calendar {
   const format = new Intl.DateTimeFormat('en-CA', {
     timeZone,

@@ -1,0 +1,112 @@
+// Analytics reads: daily, weekly and monthly actives, new identities and stickiness; a one-read summary.
+import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { AppDeps } from '../app.js';
+import { parseDayKey, shiftDay } from '../calendar.js';
+import { serviceError } from '../errors.js';
+import { ClientIdHeaders, errorResponses } from './schemas.js';
+
+const DAY_MS = 86_400_000;
+/** Longest range of /analytics/daily, in days. */
+export const MAX_RANGE_DAYS = 366;
+const DEFAULT_RANGE_DAYS = 30;
+const Day = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$', description: 'YYYY-MM-DD in the configured time zone' });
+
+export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
+  const { config, store, clock, guards } = deps;
+  const security = config.apiToken === null ? [] : [{ bearer: [] }];
+  const readGuard = async (request: Parameters<typeof guards.rateLimit>[1], reply: Parameters<typeof guards.rateLimit>[2]) => {
+    guards.requireToken(request);
+    await guards.rateLimit('read', request, reply);
+  };
+  const readErrors = { 401: Type.Ref('Error'), ...errorResponses };
+
+  app.get(
+    '/analytics/daily',
+    {
+      schema: {
+        summary: 'Daily, weekly and monthly actives, new identities and stickiness, per day',
+        description:
+          `Days follow the configured time zone (${config.timeZone}). dau and new are exact. wau (7 days ending that day), mau ` +
+          '(30 days ending that day) and stickiness (dau/mau) come from HyperLogLog sketches: standard error about 0.8%, and ' +
+          `never below dau (wau) or wau (mau). Default range: the last ${DEFAULT_RANGE_DAYS} days; at most ${MAX_RANGE_DAYS}.`,
+        tags: ['analytics'],
+        security,
+        headers: ClientIdHeaders,
+        querystring: Type.Object({ from: Type.Optional(Day), to: Type.Optional(Day) }),
+        response: {
+          200: Type.Object({
+            time_zone: Type.String(),
+            days: Type.Array(
+              Type.Object({
+                day: Type.String(),
+                dau: Type.Integer({ description: 'exact' }),
+                wau: Type.Integer({ description: 'estimated' }),
+                mau: Type.Integer({ description: 'estimated' }),
+                new: Type.Integer({ description: 'exact' }),
+                stickiness: Type.Number({ description: 'dau / mau, estimated' }),
+              }),
+            ),
+          }),
+          ...readErrors,
+        },
+      },
+      preHandler: readGuard,
+    },
+    async (request) => {
+      const today = deps.calendar.dayOf(clock.nowMs()).key;
+      const to = request.query.to ?? today;
+      const from = request.query.from ?? shiftDay(to, -(DEFAULT_RANGE_DAYS - 1));
+      const fromMs = parseDayKey(from);
+      const toMs = parseDayKey(to);
+      if (fromMs === null) throw serviceError('INVALID_DATE_RANGE', `from: ${from} is not a calendar day`);
+      if (toMs === null) throw serviceError('INVALID_DATE_RANGE', `to: ${to} is not a calendar day`);
+      if (fromMs > toMs) throw serviceError('INVALID_DATE_RANGE', `from (${from}) is after to (${to})`);
+      if ((toMs - fromMs) / DAY_MS + 1 > MAX_RANGE_DAYS) throw serviceError('INVALID_DATE_RANGE', `from..to spans more than ${MAX_RANGE_DAYS} days`);
+      const days = deps.calendar.daysBetween(from, to);
+      const activity = await store.dailyActivity(days);
+      const window = (day: string, length: number) => deps.calendar.daysBetween(shiftDay(day, -(length - 1)), day);
+      const rows = await Promise.all(
+        activity.map(async ({ day, active, new: fresh }) => {
+          const [weekly, monthly] = await Promise.all([store.distinctActive(window(day, 7)), store.distinctActive(window(day, 30))]);
+          const wau = Math.max(weekly, active);
+          const mau = Math.max(monthly, wau);
+          return { day, dau: active, wau, mau, new: fresh, stickiness: mau === 0 ? 0 : Math.round((active / mau) * 10_000) / 10_000 };
+        }),
+      );
+      return { time_zone: config.timeZone, days: rows };
+    },
+  );
+
+  app.get(
+    '/analytics/summary',
+    {
+      schema: {
+        summary: 'Online now, active in the last 1, 7 and 30 days, and the top channels, in one read',
+        tags: ['analytics'],
+        security,
+        headers: ClientIdHeaders,
+        response: {
+          200: Type.Object({
+            online_clients_count: Type.Integer(),
+            active: Type.Object({ '1': Type.Integer(), '7': Type.Integer(), '30': Type.Integer() }),
+            top_channels: Type.Array(Type.Object({ channel: Type.String(), online: Type.Integer() })),
+            time_zone: Type.String(),
+          }),
+          ...readErrors,
+        },
+      },
+      preHandler: readGuard,
+    },
+    async () => {
+      const nowMs = clock.nowMs();
+      const [online, day, week, month, top] = await Promise.all([
+        store.countOnline(nowMs),
+        store.countActive(nowMs - DAY_MS, nowMs),
+        store.countActive(nowMs - 7 * DAY_MS, nowMs),
+        store.countActive(nowMs - 30 * DAY_MS, nowMs),
+        store.topChannels(nowMs, 10),
+      ]);
+      return { online_clients_count: online, active: { '1': day, '7': week, '30': month }, top_channels: top, time_zone: config.timeZone };
+    },
+  );
+};

@@ -1,0 +1,103 @@
+// GET /events: a Server-Sent Events stream of the online count and per-channel counts, live.
+import type { ServerResponse } from 'node:http';
+import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { AppDeps } from '../app.js';
+import { serviceError } from '../errors.js';
+import { ClientIdHeaders } from './schemas.js';
+
+/** How often the figures are read and, when changed, pushed: at most one event a second. */
+const POLL_INTERVAL_MS = 1000;
+/** A comment line this often keeps proxies from closing a quiet stream. */
+const KEEPALIVE_MS = 15_000;
+/** Most streams open at once; each costs a socket and a few hundred bytes. */
+export const MAX_STREAMS = 10_000;
+
+/**
+ * One poller per instance reads the store once a second while anyone listens and sends the same
+ * event to every stream. Reading the store (not this instance's own traffic) is what makes every
+ * instance in front of a shared store show the same figures.
+ */
+export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
+  const { config, store, clock, guards } = deps;
+  const streams = new Set<ServerResponse>();
+  let last = '';
+  let timer: NodeJS.Timeout | null = null;
+  let keepalive: NodeJS.Timeout | null = null;
+
+  const snapshot = async (): Promise<string> => {
+    const nowMs = clock.nowMs();
+    const [online, channels] = await Promise.all([store.countOnline(nowMs), store.topChannels(nowMs, 10)]);
+    return JSON.stringify({ online_clients_count: online, channels });
+  };
+  const event = (data: string) => {
+    const parsed = JSON.parse(data) as Record<string, unknown>;
+    return `event: online\ndata: ${JSON.stringify({ ...parsed, at: new Date(clock.nowMs()).toISOString() })}\n\n`;
+  };
+  const poll = async () => {
+    try {
+      const data = await snapshot();
+      if (data === last) return;
+      last = data;
+      const text = event(data);
+      for (const stream of streams) stream.write(text);
+    } catch (error) {
+      app.log.warn({ err: error }, 'live figures unavailable');
+    }
+  };
+  const stopTimers = () => {
+    if (timer) clearInterval(timer);
+    if (keepalive) clearInterval(keepalive);
+    timer = keepalive = null;
+  };
+
+  app.addHook('onClose', async () => {
+    stopTimers();
+    for (const stream of streams) stream.end();
+    streams.clear();
+  });
+
+  app.get(
+    '/events',
+    {
+      schema: {
+        summary: 'Live online count and channel counts (Server-Sent Events)',
+        description:
+          'Sends `event: online` with `{"online_clients_count", "channels", "at"}` on connect and whenever the figures change, ' +
+          'at most once a second. With an API token configured, send it in the Authorization header (read the stream with fetch).',
+        tags: ['analytics'],
+        security: config.apiToken === null ? [] : [{ bearer: [] }],
+        headers: ClientIdHeaders,
+        response: { 200: Type.String({ description: 'text/event-stream' }), 401: Type.Ref('Error'), 429: Type.Ref('Error'), 503: Type.Ref('Error') },
+      },
+      preHandler: async (request, reply) => {
+        guards.requireToken(request);
+        await guards.rateLimit('read', request, reply);
+        if (streams.size >= MAX_STREAMS) throw serviceError('STORE_UNAVAILABLE', 'too many live streams are open');
+      },
+    },
+    async (request, reply) => {
+      const first = await snapshot();
+      reply.hijack();
+      const stream = reply.raw;
+      stream.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache, no-transform',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+      });
+      stream.write(`retry: 2000\n${event(first)}`);
+      streams.add(stream);
+      if (streams.size === 1) {
+        last = first;
+        timer = setInterval(() => void poll(), POLL_INTERVAL_MS);
+        keepalive = setInterval(() => {
+          for (const s of streams) s.write(': keepalive\n\n');
+        }, KEEPALIVE_MS);
+      }
+      request.raw.once('close', () => {
+        streams.delete(stream);
+        if (streams.size === 0) stopTimers();
+      });
+    },
+  );
+};
