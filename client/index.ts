@@ -13,7 +13,7 @@ export interface HeartbeatOptions {
   jitter?: number;
   /** A stable anonymous id; default: one kept in localStorage (browsers) or made for this process (Node). */
   clientId?: string;
-  /** Where the id is kept between visits; default: localStorage when there is one, `null` for none. */
+  /** Where the id (and the time of the last beacon leave) is kept between pages; default: localStorage when there is one, `null` for none. */
   storage?: IdStorage | null;
   /** The key of the id in `storage`. */
   storageKey?: string;
@@ -75,6 +75,11 @@ export const DEFAULT_JITTER = 0.1;
 export const DEFAULT_MAX_BACKOFF_MS = 300_000;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 export const DEFAULT_STORAGE_KEY = 'online-stats-client-id';
+/**
+ * After a page of this browser left by beacon, a new page (a reload, the next page of a site) waits this
+ * long before its first heartbeat, so the leave cannot arrive after it and take the client offline.
+ */
+export const LEAVE_SETTLE_MS = 1000;
 
 // The browser globals the SDK may use; all are optional so the same code runs in Node.
 interface MaybeBrowser {
@@ -112,7 +117,10 @@ export function createHeartbeat(options: HeartbeatOptions): Heartbeat {
   const doFetch: FetchLike = options.fetch ?? ((url, init) => fetch(url, init));
   const heartbeatUrl = endpoint(options.url, 'heartbeat');
   const leaveUrl = endpoint(options.url, 'leave');
-  const clientId = options.clientId ?? storedClientId(options, random);
+  const storage = defaultStorage(options);
+  const storageKey = options.storageKey ?? DEFAULT_STORAGE_KEY;
+  const leftAtKey = `${storageKey}:left-at`;
+  const clientId = options.clientId ?? storedClientId(storage, storageKey, random);
   const body = JSON.stringify(options.channel === undefined ? { client_id: clientId } : { client_id: clientId, channel: options.channel });
   const json = { 'content-type': 'application/json' };
 
@@ -185,7 +193,7 @@ export function createHeartbeat(options: HeartbeatOptions): Heartbeat {
     } else if (hidden) {
       hidden = false;
       halt();
-      void beat();
+      resume();
     }
   };
   const onPageHide = () => {
@@ -197,9 +205,16 @@ export function createHeartbeat(options: HeartbeatOptions): Heartbeat {
   const onPageShow = () => {
     if (running && hidden && host.document?.visibilityState !== 'hidden') onVisibility();
   };
+  // The first heartbeat of a page, or of a tab shown again: not before a recent beacon leave has surely arrived.
+  const resume = () => {
+    const settleMs = Number(attempt(() => storage?.getItem(leftAtKey)) ?? 0) + LEAVE_SETTLE_MS - now();
+    if (settleMs > 0 && settleMs <= LEAVE_SETTLE_MS) schedule(settleMs);
+    else void beat();
+  };
   const sendBeaconLeave = () => {
     // text/plain is all a cross-origin beacon may carry without a preflight; the service reads it as JSON.
     const sent = host.navigator?.sendBeacon?.(leaveUrl, body) ?? false;
+    attempt(() => storage?.setItem(leftAtKey, String(now())));
     if (!sent) void doFetch(leaveUrl, { method: 'POST', headers: json, body, keepalive: true }).catch(() => {});
   };
   const watchPage = options.leaveOnHide !== false && host.document !== undefined;
@@ -230,7 +245,7 @@ export function createHeartbeat(options: HeartbeatOptions): Heartbeat {
       failures = 0;
       listen(true);
       hidden = watchPage && host.document?.visibilityState === 'hidden';
-      if (!hidden) void beat();
+      if (!hidden) resume();
     },
     stop,
     async leave() {
@@ -263,23 +278,25 @@ function endpoint(base: string, path: string): string {
   return new URL(path, absolute.endsWith('/') ? absolute : `${absolute}/`).href;
 }
 
-function storedClientId(options: HeartbeatOptions, random: () => number): string {
-  const key = options.storageKey ?? DEFAULT_STORAGE_KEY;
-  let storage: IdStorage | null = null;
+// Storage throws where it is blocked (sandboxed frames, some private modes): then nothing is kept.
+function attempt<T>(action: () => T): T | undefined {
   try {
-    // Reading localStorage throws where storage is blocked (sandboxed frames, some private modes).
-    storage = options.storage === undefined ? (host.document !== undefined ? (host.localStorage ?? null) : null) : options.storage;
-    const kept = storage?.getItem(key);
-    if (kept && /^[\x21-\x7e]{1,128}$/.test(kept)) return kept;
+    return action();
   } catch {
-    storage = null;
+    return undefined;
   }
+}
+
+function defaultStorage(options: HeartbeatOptions): IdStorage | null {
+  if (options.storage !== undefined) return options.storage;
+  return host.document === undefined ? null : (attempt(() => host.localStorage) ?? null);
+}
+
+function storedClientId(storage: IdStorage | null, key: string, random: () => number): string {
+  const kept = attempt(() => storage?.getItem(key));
+  if (kept && /^[\x21-\x7e]{1,128}$/.test(kept)) return kept;
   const id = newClientId(random);
-  try {
-    storage?.setItem(key, id);
-  } catch {
-    // Not kept: the id lasts as long as the page.
-  }
+  attempt(() => storage?.setItem(key, id));
   return id;
 }
 
