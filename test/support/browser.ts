@@ -41,34 +41,51 @@ export interface LiveService {
   app: App;
   url: string;
   config: Readonly<Config>;
+  /** Every request the service received: method, path, content type, and the status once answered. */
+  requests: { method: string; url: string; contentType: string | undefined; status?: number }[];
   close(): Promise<void>;
 }
 
 /**
  * The service on 127.0.0.1 and an ephemeral port, on a fresh SQLite file and the system clock (a browser
- * lives in real time). `history` is written first, day by day, at noon (UTC) of each past day.
+ * lives in real time). `history` is written first, day by day; `setup` may add hooks before it listens.
  */
-export async function liveService(overrides: Partial<Config> = {}, history?: History): Promise<LiveService> {
+export async function liveService(overrides: Partial<Config> = {}, history?: History, setup?: (app: App) => void): Promise<LiveService> {
   const dir = mkdtempSync(join(tmpdir(), 'online-stats-browser-'));
   try {
     const config = defaultConfig({ dataDir: dir, logLevel: 'silent', host: '127.0.0.1', port: 0, ...overrides });
     const nowMs = systemClock.nowMs();
-    const noonMs = (daysAgo: number) => Math.floor((nowMs - daysAgo * DAY_MS) / DAY_MS) * DAY_MS + DAY_MS / 2;
+    // On each past (UTC) day, 12 hours of the day away from now: no look-back window of whole days
+    // (last 1, 7, 30 days) starts or ends near it while a test runs, so counts hold still.
+    const pastMs = (daysAgo: number) => Math.floor((nowMs - daysAgo * DAY_MS) / DAY_MS) * DAY_MS + ((nowMs % DAY_MS) + DAY_MS / 2) % DAY_MS;
     const oldest = history ? history.days.length - 1 : 0;
-    const store = SqliteStore.open(join(dir, DATABASE_FILE), storeOptions(config), Math.min(nowMs - config.heartbeatTimeoutMs - 60_000, noonMs(oldest)));
+    const store = SqliteStore.open(join(dir, DATABASE_FILE), storeOptions(config), Math.min(nowMs - config.heartbeatTimeoutMs - 60_000, pastMs(oldest)));
     // Today's history is written just past the heartbeat timeout, so it counts as active today but not online.
     const todayMs = nowMs - config.heartbeatTimeoutMs - 60_000;
     for (let daysAgo = oldest; history && daysAgo >= 0; daysAgo--) {
       const beats = history.days[daysAgo] ?? [];
-      const atMs = daysAgo === 0 ? todayMs : noonMs(daysAgo);
+      const atMs = daysAgo === 0 ? todayMs : pastMs(daysAgo);
       if (beats.length > 0 && (daysAgo > 0 || Math.floor(todayMs / DAY_MS) === Math.floor(nowMs / DAY_MS))) await store.recordHeartbeats(beats, atMs);
     }
     const app = await buildApp({ config, store, clock: systemClock, identitySecret: SECRET, logger: false });
+    const requests: LiveService['requests'] = [];
+    const seen = new WeakMap<object, LiveService['requests'][number]>();
+    app.addHook('onRequest', async (request) => {
+      const entry = { method: request.method, url: request.url, contentType: request.headers['content-type'] };
+      seen.set(request, entry);
+      requests.push(entry);
+    });
+    app.addHook('onResponse', async (request, reply) => {
+      const entry = seen.get(request);
+      if (entry) entry.status = reply.statusCode;
+    });
+    setup?.(app);
     await app.listen({ host: '127.0.0.1', port: 0 });
     const { port } = app.server.address() as AddressInfo;
     return {
       app,
       config,
+      requests,
       url: `http://127.0.0.1:${port}`,
       async close() {
         await app.close();
