@@ -314,7 +314,7 @@ function niceStep(rough) {
 }
 
 function showChart(days) {
-  const W = 640, H = 220, left = 44, right = 12, top = 10, bottom = 24;
+  const W = 640, H = 220, left = 58, right = 12, top = 12, bottom = 26;
   const step = niceStep(Math.max(1, ...days.map((d) => d.mau)) / 4);
   const max = step * 4;
   const plotW = W - left - right;

@@ -39,7 +39,7 @@ try {
     });
     if (!response.ok) throw new Error(`heartbeat: ${response.status}`);
   }
-  const page = await browser.newPage({ viewport: { width: 1100, height: 720 }, deviceScaleFactor: 1, colorScheme: 'light' });
+  const page = await browser.newPage({ viewport: { width: 1100, height: 540 }, deviceScaleFactor: 1, colorScheme: 'light' });
   await page.goto(service.url);
   await page.waitForSelector('#status[data-state="live"]');
   await page.waitForSelector('#chart svg');
