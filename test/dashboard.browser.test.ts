@@ -148,6 +148,44 @@ describe('dashboard in Chromium', { skip: browserSkip }, () => {
     }
   });
 
+  it('when the live stream fails or ends, the page says so, reconnects and is live again', async () => {
+    const service = await liveService({ ingestRateLimit: null, readRateLimit: null });
+    const page = await browser.newPage();
+    try {
+      await ingest(service, '/heartbeat', 'steady-1');
+      // The first stream is refused, the second ends after one event; the third is the service's own.
+      let attempts = 0;
+      await page.route('**/events', async (route) => {
+        attempts += 1;
+        if (attempts === 1) return route.fulfill({ status: 503, contentType: 'application/json', body: '{"statusCode":503}' });
+        if (attempts === 2) {
+          const body = 'retry: 300\n: a comment\nevent: online\ndata: {"online_clients_count":42,\ndata: "channels":[{"channel":"split","online":42}]}\n\n';
+          return route.fulfill({ status: 200, contentType: 'text/event-stream', body });
+        }
+        return route.continue();
+      });
+      await page.addInitScript(`window.states = [];
+        addEventListener('DOMContentLoaded', () => {
+          const status = document.getElementById('status');
+          new MutationObserver(() => window.states.at(-1) === status.dataset.state || window.states.push(status.dataset.state))
+            .observe(status, { attributes: true });
+        });`);
+      await page.goto(service.url);
+      await waitForOnline(page, 42);
+      assert.equal(await page.locator('#channels li[data-channel="split"]').count(), 1, 'a data field split over two lines is one event');
+      await waitForOnline(page, 1);
+      await page.waitForSelector('#status[data-state="live"]');
+      assert.equal(attempts, 3);
+      const states = (await page.evaluate('window.states')) as string[];
+      assert.deepEqual(states.slice(states.indexOf('reconnecting')), ['reconnecting', 'live', 'reconnecting', 'live']);
+      await ingest(service, '/heartbeat', 'steady-2');
+      await waitForOnline(page, 2);
+    } finally {
+      await page.close();
+      await service.close();
+    }
+  });
+
   it('with an API token: asks for it (and says when it is refused), or takes it from #token=, keeps it in sessionStorage, and goes live', async () => {
     const service = await liveService({ apiToken: TOKEN, ingestRateLimit: null, readRateLimit: null }, history());
     const context = await browser.newContext();

@@ -23,7 +23,12 @@ const session = {
   controller: new AbortController(),
   /** When the last live event arrived: a summary read that began before it must not overwrite it. */
   liveAtMs: 0,
+  /** The live figures last shown, to tell a change from a repeat (the first event after connecting). */
+  liveFigures: '',
 };
+
+/** What the status line says: the live stream's state, unless some read keeps failing. */
+const health = { stream: 'connecting', failing: new Set() };
 
 // ---- reading the API -------------------------------------------------------------------------
 
@@ -70,6 +75,7 @@ async function loadSummary(signal) {
   if (session.liveAtMs < startedMs) {
     setNumber('online', summary.online_clients_count);
     showChannels(summary.top_channels);
+    session.liveFigures = JSON.stringify([summary.online_clients_count, summary.top_channels]);
   }
   for (const days of ['1', '7', '30']) setNumber(`active-${days}`, summary.active[days]);
   $('zone').textContent = `Days in ${summary.time_zone}`;
@@ -87,19 +93,21 @@ async function live(signal, onChange) {
   while (!signal.aborted) {
     try {
       const response = await read('/events', signal);
-      setStatus('live', 'Live');
+      setHealth('stream', 'live');
       await readEvents(response.body, signal, (event, data) => {
         if (event !== 'online') return;
         const figures = JSON.parse(data);
         session.liveAtMs = Date.now();
         setNumber('online', figures.online_clients_count);
         showChannels(figures.channels);
-        onChange();
+        const shown = JSON.stringify([figures.online_clients_count, figures.channels]);
+        if (shown !== session.liveFigures) onChange();
+        session.liveFigures = shown;
       }, (ms) => (retryMs = ms));
     } catch (error) {
       if (error instanceof Unauthorized || signal.aborted) throw error;
     }
-    setStatus('reconnecting', 'Reconnecting…');
+    setHealth('stream', 'reconnecting');
     await sleep(retryMs, signal);
   }
 }
@@ -141,7 +149,7 @@ async function readEvents(body, signal, onEvent, onRetry) {
 }
 
 /** Runs `load` now and then every `everyMs`; `soon(gapMs)` brings the next run forward to `gapMs` after the last. */
-function refresher(load, signal, everyMs) {
+function refresher(name, load, signal, everyMs) {
   let lastMs = 0;
   let timer = null;
   let dueMs = Infinity;
@@ -158,11 +166,12 @@ function refresher(load, signal, everyMs) {
     lastMs = Date.now();
     try {
       await load(signal);
+      setHealth(name, true);
       plan(everyMs);
     } catch (error) {
       if (signal.aborted) return;
       if (error instanceof Unauthorized) return needToken();
-      setStatus('error', 'Service unavailable, retrying');
+      setHealth(name, false);
       plan(Math.min(everyMs, RETRY_AFTER_ERROR_MS));
     }
   };
@@ -177,9 +186,11 @@ function start() {
   const { signal } = controller;
   $('token-form').hidden = true;
   $('figures').hidden = false;
-  setStatus('connecting', 'Connecting…');
-  const summary = refresher(loadSummary, signal, SUMMARY_EVERY_MS);
-  const daily = refresher(loadDaily, signal, DAILY_EVERY_MS);
+  health.stream = 'connecting';
+  health.failing.clear();
+  setHealth('stream', 'connecting');
+  const summary = refresher('summary', loadSummary, signal, SUMMARY_EVERY_MS);
+  const daily = refresher('daily', loadDaily, signal, DAILY_EVERY_MS);
   (async () => {
     await summary.run();
     await daily.run();
@@ -249,6 +260,17 @@ function dashboardId() {
 }
 
 // ---- showing figures -------------------------------------------------------------------------
+
+/** `setHealth('stream', state)` for the live stream; `setHealth(read, ok)` for the other reads. */
+function setHealth(part, value) {
+  if (part === 'stream') health.stream = value;
+  else if (value) health.failing.delete(part);
+  else health.failing.add(part);
+  if (health.failing.size > 0) setStatus('error', 'Service unavailable, retrying');
+  else if (health.stream === 'live') setStatus('live', 'Live');
+  else if (health.stream === 'reconnecting') setStatus('reconnecting', 'Reconnecting…');
+  else setStatus('connecting', 'Connecting…');
+}
 
 function setStatus(state, text) {
   const status = $('status');
