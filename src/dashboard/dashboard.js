@@ -191,13 +191,15 @@ function start() {
   setHealth('stream', 'connecting');
   const summary = refresher('summary', loadSummary, signal, SUMMARY_EVERY_MS);
   const daily = refresher('daily', loadDaily, signal, DAILY_EVERY_MS);
+  // Reads are spaced out, so their order is what a person sees first: the figures, then live, then the chart.
   (async () => {
     await summary.run();
-    await daily.run();
-    await live(signal, () => {
+    const stream = live(signal, () => {
       summary.soon(SUMMARY_AFTER_CHANGE_MS);
       daily.soon(DAILY_AFTER_CHANGE_MS);
     });
+    await daily.run();
+    await stream;
   })().catch((error) => {
     if (error instanceof Unauthorized) needToken();
     else if (!signal.aborted) setStatus('error', String(error));
