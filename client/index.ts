@@ -75,6 +75,7 @@ export const DEFAULT_JITTER = 0.1;
 export const DEFAULT_MAX_BACKOFF_MS = 300_000;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 export const DEFAULT_STORAGE_KEY = 'online-stats-client-id';
+const MIN_RETRY_AFTER_MS = 1000;
 /**
  * After a page of this browser left by beacon, a new page (a reload, the next page of a site) waits this
  * long before its first heartbeat, so the leave cannot arrive after it and take the client offline.
@@ -152,7 +153,8 @@ export function createHeartbeat(options: HeartbeatOptions): Heartbeat {
       if (response.status === 429) {
         const retryAfterMs = parseRetryAfterMs(response.headers.get('retry-after'), now());
         if (retryAfterMs === null) throw new HttpError(429);
-        result = { kind: 'rate-limited', status: 429, retryAfterMs, nextInMs: retryAfterMs };
+        // Exactly as asked, except that "0" (or a date already past) must not turn into a tight loop.
+        result = { kind: 'rate-limited', status: 429, retryAfterMs, nextInMs: Math.max(retryAfterMs, MIN_RETRY_AFTER_MS) };
       } else if (!response.ok) {
         throw new HttpError(response.status);
       } else {
