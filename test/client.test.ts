@@ -233,6 +233,19 @@ describe('client SDK in Node, against the service', () => {
     assert.deepEqual(urls, ['https://stats.example/online/heartbeat', 'https://stats.example/online/leave']);
   });
 
+  it('a Retry-After of 0 waits a second instead of retrying in a tight loop', async () => {
+    const results = resultQueue();
+    const timers = new HandTimers();
+    const zero: FetchLike = async () => ({ ok: false, status: 429, headers: { get: (name) => (name === 'retry-after' ? '0' : null) } });
+    const heartbeat = createHeartbeat({ url: service.url, clientId: 'x', fetch: zero, timers, onResult: results.onResult });
+    heartbeat.start();
+    const result = await results.next();
+    heartbeat.stop();
+    assert.equal(result.kind, 'rate-limited');
+    assert.equal(result.kind === 'rate-limited' && result.retryAfterMs, 0);
+    assert.equal(result.nextInMs, 1000);
+  });
+
   it('refuses options that cannot work', () => {
     assert.throws(() => createHeartbeat({ url: service.url, intervalMs: 0 }), RangeError);
     assert.throws(() => createHeartbeat({ url: service.url, jitter: 1.5 }), RangeError);
