@@ -13,6 +13,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import type { RateLimiterStore } from './ratelimit/limiter.js';
 import { MemoryRateLimiterStore } from './ratelimit/memory.js';
 import { countRoutes } from './routes/counts.js';
+import { dashboardRoutes } from './routes/dashboard.js';
 import { createGuards, type Guards } from './routes/guards.js';
 import { healthRoutes } from './routes/health.js';
 import { ingestRoutes } from './routes/ingest.js';
@@ -145,6 +146,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   await app.register(healthRoutes, deps);
   await app.register(analyticsRoutes, deps);
   await app.register(eventRoutes, deps);
+  await app.register(dashboardRoutes, deps);
   app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['health'] } }, async (request, reply) => {
     deps.guards.requireToken(request);
     reply.type(metrics.registry.contentType);

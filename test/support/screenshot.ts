@@ -1,0 +1,51 @@
+// Makes docs/dashboard.png: the dashboard in Chromium over 60 days of made-up activity and a few live clients.
+// Run: npm run build && node --import tsx test/support/screenshot.ts [docs/dashboard.png]
+import { createHash } from 'node:crypto';
+import type { HeartbeatRecord } from '../../src/store/store.js';
+import { launchBrowser, liveService } from './browser.js';
+
+const identity = (n: number): string => createHash('sha256').update(`user-${n}`).digest().subarray(0, 16).toString('latin1');
+
+/** 60 days (the chart shows the last 30) of a small app growing slowly, quieter at weekends; the same people come back on most days. */
+function history(): HeartbeatRecord[][] {
+  const days: HeartbeatRecord[][] = [];
+  let seed = 7;
+  const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  for (let daysAgo = 0; daysAgo < 60; daysAgo++) {
+    const weekday = new Date(Date.now() - daysAgo * 86_400_000).getUTCDay();
+    const weekend = weekday === 0 || weekday === 6;
+    const pool = 900 - daysAgo * 6;
+    const share = (weekend ? 0.17 : 0.27) * (0.9 + 0.2 * random());
+    const beats: HeartbeatRecord[] = [];
+    for (let n = 0; n < pool; n++) {
+      // Low numbers are the regulars, high numbers drop by now and then.
+      if (random() < share * (n < pool / 4 ? 2.2 : 0.6)) beats.push({ identity: identity(n), channel: null });
+    }
+    days.push(beats);
+  }
+  return days;
+}
+
+const out = process.argv[2] ?? 'docs/dashboard.png';
+const service = await liveService({ ingestRateLimit: null, readRateLimit: null }, { days: history() });
+const browser = await launchBrowser();
+try {
+  const channels = ['home', 'home', 'home', 'docs', 'docs', 'pricing', 'blog', 'checkout', 'settings'];
+  for (let n = 0; n < 47; n++) {
+    const response = await fetch(`${service.url}/heartbeat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ client_id: `visitor-${n}`, channel: channels[(n * 7) % channels.length] }),
+    });
+    if (!response.ok) throw new Error(`heartbeat: ${response.status}`);
+  }
+  const page = await browser.newPage({ viewport: { width: 1100, height: 540 }, deviceScaleFactor: 1, colorScheme: 'light' });
+  await page.goto(service.url);
+  await page.waitForSelector('#status[data-state="live"]');
+  await page.waitForSelector('#chart svg');
+  await page.screenshot({ path: out, fullPage: true });
+  console.log(`wrote ${out}`);
+} finally {
+  await browser.close();
+  await service.close();
+}
