@@ -6,12 +6,12 @@ import { StoreUnavailableError } from '../src/errors.js';
 import { MemoryRateLimiterStore } from '../src/ratelimit/memory.js';
 import { RedisRateLimiterStore } from '../src/ratelimit/redis.js';
 import { RedisKeys } from '../src/store/redis.js';
-import { connectRedis, type RedisClient } from '../src/store/redis/connection.js';
+import { connectRedis, type RedisConnection } from '../src/store/redis/connection.js';
 import { startRedis, type RedisServer } from './support/redis-server.js';
 
 const T0 = Date.UTC(2026, 2, 10, 12);
 let server: RedisServer;
-const clients: RedisClient[] = [];
+const clients: RedisConnection[] = [];
 
 /** One limiter per simulated instance, each on its own connection, all on one Redis. */
 async function instances(count: number, prefix: string): Promise<RedisRateLimiterStore[]> {
@@ -29,7 +29,7 @@ before(async () => {
   server = await startRedis();
 });
 after(async () => {
-  for (const client of clients) client.disconnect();
+  for (const client of clients) client.client.disconnect();
   await server?.stop();
 });
 
@@ -73,7 +73,7 @@ describe('Redis rate limiter', () => {
     const keys = new RedisKeys('ttl:', 1);
     const rate: Rate = { count: 1, periodMs: 60_000, burst: 3 };
     const decision = await limiter!.take('read:somebody', rate, T0);
-    const ttl = Number(await clients.at(-1)!.call('PTTL', [keys.rateLimit('read:somebody')]));
+    const ttl = Number(await clients.at(-1)!.client.call('PTTL', [keys.rateLimit('read:somebody')]));
     assert.ok(ttl > 0 && ttl <= decision.resetMs, `expires in ${ttl} ms, budget whole in ${decision.resetMs} ms`);
   });
 

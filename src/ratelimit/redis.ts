@@ -1,6 +1,6 @@
 // The shared limiter store: GCRA state in Redis, one atomic script per decision, so N instances enforce one limit.
 import type { Rate } from '../config.js';
-import { LuaScript, withRedis, type RedisClient } from '../store/redis/connection.js';
+import { LuaScript, type RedisConnection } from '../store/redis/connection.js';
 import { gcra, type RateDecision, type RateLimiterStore } from './limiter.js';
 
 const GCRA = LuaScript.load(new URL('./gcra.lua', import.meta.url));
@@ -19,12 +19,12 @@ export class RedisRateLimiterStore implements RateLimiterStore {
   readonly localKeys = false;
 
   constructor(
-    private readonly client: RedisClient,
+    private readonly redis: RedisConnection,
     private readonly keyOf: (key: string) => string,
   ) {}
 
   async take(key: string, rate: Rate, nowMs: number): Promise<RateDecision> {
-    const reply = (await withRedis(() => GCRA.run(this.client, [this.keyOf(key)], [nowMs, rate.periodMs, rate.count, rate.burst]))) as [number, string | null];
+    const reply = (await this.redis.run((client) => GCRA.run(client, [this.keyOf(key)], [nowMs, rate.periodMs, rate.count, rate.burst]))) as [number, string | null];
     const [allowed, stored] = reply;
     const { decision } = gcra(stored === null ? undefined : Number(stored), rate, nowMs);
     if (decision.allowed !== (allowed === 1)) {

@@ -4,7 +4,7 @@ import type { Config } from '../config.js';
 import { ConfigError, StoreUnavailableError } from '../errors.js';
 import type { RateLimiterStore } from '../ratelimit/limiter.js';
 import { RedisRateLimiterStore } from '../ratelimit/redis.js';
-import { LuaScript, connectRedis, withRedis, type RedisClient } from './redis/connection.js';
+import { LuaScript, connectRedis, type RedisConnection } from './redis/connection.js';
 import type { ChannelCount, DayActivity, HeartbeatRecord, RecordOutcome, Store, StoreOptions } from './store.js';
 
 const DAY_MS = 86_400_000;
@@ -99,7 +99,7 @@ export class RedisStore implements Store {
   onCommit: ((heartbeats: number, durationMs: number) => void) | null = null;
 
   constructor(
-    readonly client: RedisClient,
+    readonly redis: RedisConnection,
     readonly keys: RedisKeys,
     private readonly options: StoreOptions,
   ) {}
@@ -107,14 +107,14 @@ export class RedisStore implements Store {
   /** Connects (standalone or Cluster, detected), checks the deployment's settings agree, and opens the store. */
   static async open(settings: RedisStoreSettings, options: StoreOptions): Promise<RedisStore> {
     const keys = new RedisKeys(settings.prefix, settings.shards);
-    const client = await connectRedis(settings.url);
+    const redis = await connectRedis(settings.url);
     try {
-      await checkDeployment(client, keys, options, settings.secretFingerprint);
+      await checkDeployment(redis, keys, options, settings.secretFingerprint);
     } catch (error) {
-      client.disconnect();
+      redis.client.disconnect();
       throw error;
     }
-    return new RedisStore(client, keys, options);
+    return new RedisStore(redis, keys, options);
   }
 
   async recordHeartbeats(beats: readonly HeartbeatRecord[], nowMs: number): Promise<RecordOutcome> {
@@ -164,7 +164,7 @@ export class RedisStore implements Store {
 
   private async admit(names: readonly string[], nowMs: number): Promise<boolean[]> {
     const { heartbeatTimeoutMs, maxChannels } = this.options;
-    const reply = await withRedis(() => SCRIPTS.admit.run(this.client, [this.keys.leases()], [nowMs, nowMs + heartbeatTimeoutMs, maxChannels, ...names]));
+    const reply = await this.redis.run((client) => SCRIPTS.admit.run(client, [this.keys.leases()], [nowMs, nowMs + heartbeatTimeoutMs, maxChannels, ...names]));
     return (reply as number[]).map((flag) => flag === 1);
   }
 
@@ -260,7 +260,7 @@ export class RedisStore implements Store {
         ...channelNames,
         ...entry.args,
       ];
-      results.set(shard, this.track(withRedis(() => SCRIPTS.record.run(this.client, keys, args))));
+      results.set(shard, this.track(this.redis.run((client) => SCRIPTS.record.run(client, keys, args))));
     }
     if (leases.size > 0) {
       // Keeps the shared leases of the channels beaten on in step with their latest heartbeat.
@@ -295,12 +295,12 @@ export class RedisStore implements Store {
   async countOnline(nowMs: number, channel?: string): Promise<number> {
     this.assertOpen();
     const cutoff = nowMs - this.options.heartbeatTimeoutMs;
-    const counts = await withRedis(() =>
+    const counts = await this.redis.run((client) =>
       Promise.all(
         this.shardIndexes().map((shard) =>
           channel === undefined
-            ? SCRIPTS.online.run(this.client, [this.keys.seen(shard), this.keys.left(shard)], [cutoff])
-            : this.client.call('ZCOUNT', [this.keys.channel(shard, channel), cutoff, '+inf']),
+            ? SCRIPTS.online.run(client, [this.keys.seen(shard), this.keys.left(shard)], [cutoff])
+            : client.call('ZCOUNT', [this.keys.channel(shard, channel), cutoff, '+inf']),
         ),
       ),
     );
@@ -309,15 +309,15 @@ export class RedisStore implements Store {
 
   async countActive(sinceMs: number, _nowMs: number): Promise<number> {
     this.assertOpen();
-    const counts = await withRedis(() => Promise.all(this.shardIndexes().map((shard) => this.client.call('ZCOUNT', [this.keys.seen(shard), sinceMs, '+inf']))));
+    const counts = await this.redis.run((client) => Promise.all(this.shardIndexes().map((shard) => client.call('ZCOUNT', [this.keys.seen(shard), sinceMs, '+inf']))));
     return counts.reduce<number>((sum, count) => sum + toInt(count), 0);
   }
 
   async topChannels(nowMs: number, limit: number): Promise<ChannelCount[]> {
     this.assertOpen();
     const cutoff = nowMs - this.options.heartbeatTimeoutMs;
-    const replies = await withRedis(() =>
-      Promise.all(this.shardIndexes().map((shard) => SCRIPTS.channels.run(this.client, [this.keys.chans(shard)], [cutoff, this.keys.channelPrefix(shard)]))),
+    const replies = await this.redis.run((client) =>
+      Promise.all(this.shardIndexes().map((shard) => SCRIPTS.channels.run(client, [this.keys.chans(shard)], [cutoff, this.keys.channelPrefix(shard)]))),
     );
     const totals = new Map<string, number>();
     for (const reply of replies as unknown[][]) {
@@ -336,7 +336,7 @@ export class RedisStore implements Store {
     this.assertOpen();
     if (days.length === 0) return [];
     const fields = days.flatMap((day) => [`${day}:a`, `${day}:n`]);
-    const replies = await withRedis(() => Promise.all(this.shardIndexes().map((shard) => this.client.call('HMGET', [this.keys.days(shard), ...fields]))));
+    const replies = await this.redis.run((client) => Promise.all(this.shardIndexes().map((shard) => client.call('HMGET', [this.keys.days(shard), ...fields]))));
     return days.map((day, i) => {
       let active = 0;
       let fresh = 0;
@@ -355,8 +355,8 @@ export class RedisStore implements Store {
   async distinctActive(days: readonly string[]): Promise<number> {
     this.assertOpen();
     if (days.length === 0) return 0;
-    const counts = await withRedis(() =>
-      Promise.all(this.shardIndexes().map((shard) => this.client.call('PFCOUNT', days.map((day) => this.keys.sketch(shard, day))))),
+    const counts = await this.redis.run((client) =>
+      Promise.all(this.shardIndexes().map((shard) => client.call('PFCOUNT', days.map((day) => this.keys.sketch(shard, day))))),
     );
     return counts.reduce<number>((sum, count) => sum + toInt(count), 0);
   }
@@ -364,7 +364,7 @@ export class RedisStore implements Store {
   /** Ready when every shard's slot takes a write (a master is up for each, and it accepts writes). */
   async check(): Promise<void> {
     this.assertOpen();
-    await withRedis(() => Promise.all(this.shardIndexes().map((shard) => this.client.call('SET', [this.keys.probe(shard), '1', 'PX', 60_000]))));
+    await this.redis.run((client) => Promise.all(this.shardIndexes().map((shard) => client.call('SET', [this.keys.probe(shard), '1', 'PX', 60_000]))));
   }
 
   async close(): Promise<void> {
@@ -372,11 +372,7 @@ export class RedisStore implements Store {
     if (this.flushScheduled) this.flush();
     this.closed = true;
     await Promise.allSettled([...this.inFlight]);
-    try {
-      await this.client.quit();
-    } catch {
-      this.client.disconnect();
-    }
+    await this.redis.close();
   }
 
   private shardIndexes(): number[] {
@@ -393,11 +389,11 @@ export class RedisStore implements Store {
  * them, the others compare, and an instance that disagrees refuses to start (exit 2) rather than
  * counting one user as several or misplacing days.
  */
-async function checkDeployment(client: RedisClient, keys: RedisKeys, options: StoreOptions, secretFingerprint: string | undefined): Promise<void> {
+async function checkDeployment(redis: RedisConnection, keys: RedisKeys, options: StoreOptions, secretFingerprint: string | undefined): Promise<void> {
   const wanted: Record<string, string> = { shards: String(keys.shards), timeZone: options.calendar.timeZone };
   if (secretFingerprint !== undefined) wanted.secret = secretFingerprint;
   const names = Object.keys(wanted);
-  const stored = (await withRedis(async () => {
+  const stored = (await redis.run(async (client) => {
     for (const name of names) await client.call('HSETNX', [keys.meta(), name, wanted[name] as string]);
     return client.call('HMGET', [keys.meta(), ...names]);
   })) as (string | null)[];
@@ -431,5 +427,5 @@ export async function openRedis(config: Readonly<Config>, options: StoreOptions)
     { url: config.redisUrl, prefix: config.redisPrefix ?? '', shards: config.redisShards, secretFingerprint: secretFingerprint(config.identitySecret) },
     options,
   );
-  return { store, limiter: new RedisRateLimiterStore(store.client, (key) => store.keys.rateLimit(key)) };
+  return { store, limiter: new RedisRateLimiterStore(store.redis, (key) => store.keys.rateLimit(key)) };
 }

@@ -70,6 +70,9 @@ export interface RedisServer {
   readonly dir: string;
   /** SIGKILL: the server dies at once, as in a crash. Resolves once the process is gone. */
   kill(): Promise<void>;
+  /** SIGSTOP / SIGCONT: the server hangs with its connections open, as an unreachable host looks to a client. */
+  pause(): void;
+  resume(): void;
   /** Starts it again on the same port and directory (same data when persistence is on). */
   restart(): Promise<void>;
   /** Stops it and removes its directory. */
@@ -106,6 +109,7 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
     if (!current || current.exitCode !== null || current.signalCode !== null) return;
     const exited = new Promise((resolve) => current.once('exit', resolve));
     current.kill('SIGKILL');
+    current.kill('SIGCONT');
     await exited;
   };
 
@@ -115,6 +119,8 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
     url: `redis://${HOST}:${port}`,
     dir,
     kill,
+    pause: () => (child as ChildProcess | null)?.kill('SIGSTOP'),
+    resume: () => (child as ChildProcess | null)?.kill('SIGCONT'),
     restart: launch,
     async stop() {
       await kill();

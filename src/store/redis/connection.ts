@@ -41,22 +41,10 @@ function isUnavailable(error: unknown): boolean {
 
 function unavailable(error: unknown): unknown {
   if (error instanceof StoreUnavailableError || !isUnavailable(error)) return error;
-  return new StoreUnavailableError(`redis: ${(error as Error).message ?? String(error)}`, { cause: error });
-}
-
-/** Runs a Redis operation with a hard deadline, mapping connection failures to StoreUnavailableError (503). */
-export async function withRedis<T>(operation: () => Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new StoreUnavailableError(`redis did not answer within ${REDIS_DEADLINE_MS} ms`)), REDIS_DEADLINE_MS);
-  });
-  try {
-    return await Promise.race([operation(), deadline]);
-  } catch (error) {
-    throw unavailable(error);
-  } finally {
-    clearTimeout(timer);
-  }
+  const message = error instanceof Error ? error.message : String(error);
+  // ioredis says this when a command is refused because there is no connection (no offline queue).
+  const detail = message.includes('enableOfflineQueue') ? 'not connected to redis' : `redis: ${message}`;
+  return new StoreUnavailableError(detail, { cause: error });
 }
 
 /**
@@ -118,8 +106,71 @@ async function waitReady(client: RedisClient, what: string): Promise<void> {
   });
 }
 
+/**
+ * One connection (standalone or Cluster) shared by the store and the limiter. Every operation goes
+ * through `run`: a hard deadline, connection failures mapped to StoreUnavailableError (503), and,
+ * after a timeout, a fresh connection, so commands stuck behind a stalled server are failed and
+ * dropped rather than piling up in the client while the server does not answer.
+ */
+export class RedisConnection {
+  private lost = false;
+  private lastResetMs = -Infinity;
+
+  constructor(
+    readonly client: RedisClient,
+    /** The servers, for messages (no credentials). */
+    readonly shown: string,
+  ) {
+    client.on('error', (error: Error) => this.markLost(error.message));
+    client.on('ready', () => {
+      if (!this.lost) return;
+      this.lost = false;
+      process.stderr.write(`online-stats: redis at ${shown} is back\n`);
+    });
+  }
+
+  async run<T>(operation: (client: RedisClient) => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new StoreUnavailableError(`redis did not answer within ${REDIS_DEADLINE_MS} ms`)), REDIS_DEADLINE_MS);
+    });
+    try {
+      return await Promise.race([operation(this.client), deadline]);
+    } catch (error) {
+      if (error instanceof StoreUnavailableError || (error instanceof Error && /timed out/i.test(error.message))) this.reset(error.message);
+      throw unavailable(error);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Drops the connection and its queue of unanswered commands, and connects again (at most once a second). */
+  private reset(why: string): void {
+    const nowMs = performance.now();
+    if (nowMs - this.lastResetMs < 1000) return;
+    this.lastResetMs = nowMs;
+    this.markLost(why);
+    this.client.disconnect(true);
+  }
+
+  /** One line on stderr when the connection is lost and one when it is back, not one per failed attempt. */
+  private markLost(why: string): void {
+    if (this.lost) return;
+    this.lost = true;
+    process.stderr.write(`online-stats: redis at ${this.shown} unavailable (${why}); answering 503 until it is back\n`);
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.client.quit();
+    } catch {
+      this.client.disconnect();
+    }
+  }
+}
+
 /** Connects to the first URL; if that server is a Cluster node, reconnects as a Cluster client seeded with every URL. */
-export async function connectRedis(urlList: string): Promise<RedisClient> {
+export async function connectRedis(urlList: string): Promise<RedisConnection> {
   const urls = urlList.split(',').filter((part) => part.trim() !== '').map(parseRedisUrl);
   const first = urls[0];
   if (!first) throw new ConfigError('--redis-url / REDIS_URL', 'is empty');
@@ -129,10 +180,7 @@ export async function connectRedis(urlList: string): Promise<RedisClient> {
   try {
     await waitReady(standalone, shown);
     const info = String(await standalone.call('INFO', ['cluster']));
-    if (!/cluster_enabled:1/.test(info)) {
-      watchConnection(standalone, shown);
-      return standalone;
-    }
+    if (!/cluster_enabled:1/.test(info)) return new RedisConnection(standalone, shown);
   } catch (error) {
     standalone.disconnect();
     throw error;
@@ -160,22 +208,5 @@ export async function connectRedis(urlList: string): Promise<RedisClient> {
     cluster.disconnect();
     throw error;
   }
-  watchConnection(cluster, shown);
-  return cluster;
+  return new RedisConnection(cluster, shown);
 }
-
-/** One line on stderr when the connection is lost and when it is back, not one per failed attempt. */
-function watchConnection(client: RedisClient, shown: string): void {
-  let lost = false;
-  client.on('error', (error: Error) => {
-    if (lost) return;
-    lost = true;
-    process.stderr.write(`online-stats: redis at ${shown} unavailable (${error.message}); answering 503 until it is back\n`);
-  });
-  client.on('ready', () => {
-    if (!lost) return;
-    lost = false;
-    process.stderr.write(`online-stats: redis at ${shown} is back\n`);
-  });
-}
-
