@@ -60,3 +60,22 @@ export async function startInstance(args: readonly string[]): Promise<Instance> 
     },
   };
 }
+
+/** Runs `serve` expecting it to refuse to start; resolves with its exit code and stderr (kills it after 20 s). */
+export function runRefusal(args: readonly string[], env: Record<string, string> = {}): Promise<{ code: number | string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--host', '127.0.0.1', ...args], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { PATH: process.env.PATH ?? '', ...env },
+    });
+    running.add(child);
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      running.delete(child);
+      resolve({ code: code ?? signal ?? -1, stderr });
+    });
+  });
+}
