@@ -14,6 +14,10 @@ const MAX_PENDING_HEARTBEATS = 100_000;
 const TRIM_BUDGET = 256;
 /** Day sketches outlive the longest look-back by a month, so a month's distinct count still finds them. */
 const SKETCH_EXTRA_DAYS = 31;
+/** A day is over for the distinct-count cache this long after its end (instances' clocks differ a little), in ms. */
+const DAY_SETTLED_MS = 60_000;
+/** Distinct counts of past days remembered per instance (a number and its key each). */
+const DISTINCT_CACHE_SIZE = 4096;
 
 const script = (name: string) => LuaScript.load(new URL(`./redis/${name}.lua`, import.meta.url));
 const SCRIPTS = {
@@ -95,6 +99,14 @@ export class RedisStore implements Store {
   private inFlight = new Set<Promise<unknown>>();
   /** Channels this instance saw admitted, and until when (epoch ms): beats on them skip the admission round trip. */
   private readonly admitted = new Map<string, number>();
+  /**
+   * Distinct counts over days that are over never change, and each costs a PFCOUNT of up to 30
+   * dense sketches per shard (about 11 ms in all, see docs/scaling.md), while the analytics ask for
+   * the same past windows on every refresh: they are remembered here.
+   */
+  private readonly distinctCache = new Map<string, number>();
+  /** The latest time any caller gave this instance: what "today" is for the cache. */
+  private latestNowMs = -Infinity;
   /** Called after each write with its heartbeats and duration (the app's commit metrics). */
   onCommit: ((heartbeats: number, durationMs: number) => void) | null = null;
 
@@ -119,6 +131,7 @@ export class RedisStore implements Store {
 
   async recordHeartbeats(beats: readonly HeartbeatRecord[], nowMs: number): Promise<RecordOutcome> {
     this.assertOpen();
+    this.sawTime(nowMs);
     if (this.pendingHeartbeats + beats.length > MAX_PENDING_HEARTBEATS) {
       throw new StoreUnavailableError(`more than ${MAX_PENDING_HEARTBEATS} heartbeats are waiting for redis`);
     }
@@ -141,6 +154,7 @@ export class RedisStore implements Store {
 
   async recordLeaves(identities: readonly string[], nowMs: number): Promise<void> {
     this.assertOpen();
+    this.sawTime(nowMs);
     const ops = identities.map((identity) => ({ kind: 'l' as const, identity, channel: null }));
     await new Promise<RecordOutcome>((done, fail) => this.enqueue({ ops, nowMs, channelsRefused: 0, shards: new Set(), done, fail }));
   }
@@ -294,6 +308,7 @@ export class RedisStore implements Store {
 
   async countOnline(nowMs: number, channel?: string): Promise<number> {
     this.assertOpen();
+    this.sawTime(nowMs);
     const cutoff = nowMs - this.options.heartbeatTimeoutMs;
     const counts = await this.redis.run((client) =>
       Promise.all(
@@ -307,14 +322,16 @@ export class RedisStore implements Store {
     return counts.reduce<number>((sum, count) => sum + toInt(count), 0);
   }
 
-  async countActive(sinceMs: number, _nowMs: number): Promise<number> {
+  async countActive(sinceMs: number, nowMs: number): Promise<number> {
     this.assertOpen();
+    this.sawTime(nowMs);
     const counts = await this.redis.run((client) => Promise.all(this.shardIndexes().map((shard) => client.call('ZCOUNT', [this.keys.seen(shard), sinceMs, '+inf']))));
     return counts.reduce<number>((sum, count) => sum + toInt(count), 0);
   }
 
   async topChannels(nowMs: number, limit: number): Promise<ChannelCount[]> {
     this.assertOpen();
+    this.sawTime(nowMs);
     const cutoff = nowMs - this.options.heartbeatTimeoutMs;
     const replies = await this.redis.run((client) =>
       Promise.all(this.shardIndexes().map((shard) => SCRIPTS.channels.run(client, [this.keys.chans(shard)], [cutoff, this.keys.channelPrefix(shard)]))),
@@ -355,10 +372,24 @@ export class RedisStore implements Store {
   async distinctActive(days: readonly string[]): Promise<number> {
     this.assertOpen();
     if (days.length === 0) return 0;
+    const key = days.join(',');
+    const cached = this.distinctCache.get(key);
+    if (cached !== undefined) return cached;
     const counts = await this.redis.run((client) =>
       Promise.all(this.shardIndexes().map((shard) => client.call('PFCOUNT', days.map((day) => this.keys.sketch(shard, day))))),
     );
-    return counts.reduce<number>((sum, count) => sum + toInt(count), 0);
+    const distinct = counts.reduce<number>((sum, count) => sum + toInt(count), 0);
+    // Day keys are YYYY-MM-DD, so they compare as dates.
+    const settledDay = Number.isFinite(this.latestNowMs) ? this.options.calendar.dayOf(this.latestNowMs - DAY_SETTLED_MS).key : '';
+    if (days.every((day) => day < settledDay)) {
+      if (this.distinctCache.size >= DISTINCT_CACHE_SIZE) this.distinctCache.delete(this.distinctCache.keys().next().value as string);
+      this.distinctCache.set(key, distinct);
+    }
+    return distinct;
+  }
+
+  private sawTime(nowMs: number): void {
+    if (nowMs > this.latestNowMs) this.latestNowMs = nowMs;
   }
 
   /** Ready when every shard's slot takes a write (a master is up for each, and it accepts writes). */
