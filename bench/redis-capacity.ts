@@ -204,10 +204,10 @@ async function http(server: RedisServer, limiter: boolean) {
     const store = await RedisStore.open({ url: server.url, prefix, shards: SHARDS }, OPTIONS);
     const redis = store.redis;
     // Warm-up, then the measured run; 200,000 clients in turn, each well under its 1/s.
+    let n = 0;
     const run = async (seconds: number) => {
       const statuses = new Map<number, number>();
       const endMs = performance.now() + seconds * 1000;
-      let n = 0;
       await Promise.all(
         Array.from({ length: 64 }, async () => {
           while (performance.now() < endMs) {

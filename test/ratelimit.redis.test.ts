@@ -15,12 +15,12 @@ const clients: RedisConnection[] = [];
 
 /** One limiter per simulated instance, each on its own connection, all on one Redis. */
 async function instances(count: number, prefix: string): Promise<RedisRateLimiterStore[]> {
-  const keys = new RedisKeys(prefix, 1);
+  const keys = new RedisKeys(prefix, 4);
   const made: RedisRateLimiterStore[] = [];
   for (let i = 0; i < count; i++) {
     const client = await connectRedis(server.url);
     clients.push(client);
-    made.push(new RedisRateLimiterStore(client, (key) => keys.rateLimit(key)));
+    made.push(new RedisRateLimiterStore(client, keys));
   }
   return made;
 }
@@ -68,22 +68,34 @@ describe('Redis rate limiter', () => {
     assert.equal(later.allowed, true, 'one interval later, one more');
   });
 
+  it('decisions made in the same turn share a call yet decide as if taken one by one', async () => {
+    const [limiter] = await instances(1, 'batch:');
+    const memory = new MemoryRateLimiterStore(1000);
+    const rate: Rate = { count: 2, periodMs: 1000, burst: 3 };
+    const requests = Array.from({ length: 200 }, (_, n) => ({ key: `ingest:caller-${n % 37}`, nowMs: T0 + (n % 5) }));
+    const decisions = await Promise.all(requests.map(({ key, nowMs }) => limiter!.take(key, rate, nowMs)));
+    assert.deepEqual(
+      decisions,
+      requests.map(({ key, nowMs }) => memory.take(key, rate, nowMs)),
+    );
+  });
+
   it('keeps a key only until its budget is whole again', async () => {
     const [limiter] = await instances(1, 'ttl:');
-    const keys = new RedisKeys('ttl:', 1);
+    const keys = new RedisKeys('ttl:', 4);
     const rate: Rate = { count: 1, periodMs: 60_000, burst: 3 };
     const decision = await limiter!.take('read:somebody', rate, T0);
-    const ttl = Number(await clients.at(-1)!.client.call('PTTL', [keys.rateLimit('read:somebody')]));
+    const ttl = Number(await clients.at(-1)!.client.call('PTTL', [keys.rateLimit(keys.shardOf('read:somebody'), 'read:somebody')]));
     assert.ok(ttl > 0 && ttl <= decision.resetMs, `expires in ${ttl} ms, budget whole in ${decision.resetMs} ms`);
   });
 
   it('fails with StoreUnavailableError (503) while Redis is down, and decides again once it is back', async () => {
     const own = await startRedis();
     try {
-      const keys = new RedisKeys('down:', 1);
+      const keys = new RedisKeys('down:', 4);
       const client = await connectRedis(own.url);
       clients.push(client);
-      const limiter = new RedisRateLimiterStore(client, (key) => keys.rateLimit(key));
+      const limiter = new RedisRateLimiterStore(client, keys);
       const rate: Rate = { count: 1, periodMs: 1000, burst: 1 };
       assert.equal((await limiter.take('ingest:x', rate, T0)).allowed, true);
       await own.kill();

@@ -60,12 +60,14 @@ export class RedisKeys {
   /** The channel limit is one decision for all instances: one key, touched once per turn, not per heartbeat. */
   leases = () => `{${this.prefix}channels}:leases`;
   meta = () => `{${this.prefix}meta}`;
-  rateLimit = (key: string) => `${this.prefix}rl:${Buffer.from(key, 'latin1').toString('base64url')}`;
+  /** A rate-limit key (`ingest:<pseudonym>`, ...) in the shard `shardOf(key)` picks, so one turn's decisions share a call per shard. */
+  rateLimit = (shard: number, key: string) => `${this.tag(shard)}:rl:${Buffer.from(key, 'latin1').toString('base64url')}`;
 
-  /** Pseudonyms are uniform HMAC bytes: their last four bytes pick the shard evenly. */
+  /** Pseudonyms are uniform HMAC bytes: their last four bytes pick the shard evenly (keys ending in one do too). */
   shardOf(identity: string): number {
     const n = identity.length;
-    const word = ((identity.charCodeAt(n - 4) << 24) | (identity.charCodeAt(n - 3) << 16) | (identity.charCodeAt(n - 2) << 8) | identity.charCodeAt(n - 1)) >>> 0;
+    let word = 0;
+    for (let i = Math.max(0, n - 4); i < n; i++) word = ((word << 8) | (identity.charCodeAt(i) & 0xff)) >>> 0;
     return word % this.shards;
   }
 }
@@ -458,5 +460,5 @@ export async function openRedis(config: Readonly<Config>, options: StoreOptions)
     { url: config.redisUrl, prefix: config.redisPrefix ?? '', shards: config.redisShards, secretFingerprint: secretFingerprint(config.identitySecret) },
     options,
   );
-  return { store, limiter: new RedisRateLimiterStore(store.redis, (key) => store.keys.rateLimit(key)) };
+  return { store, limiter: new RedisRateLimiterStore(store.redis, store.keys) };
 }
