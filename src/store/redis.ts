@@ -137,17 +137,17 @@ export class RedisStore implements Store {
     if (this.pendingHeartbeats + beats.length > MAX_PENDING_HEARTBEATS) {
       throw new StoreUnavailableError(`more than ${MAX_PENDING_HEARTBEATS} heartbeats are waiting for redis`);
     }
-    const refused = await this.admitNewChannels(beats, nowMs);
-    let channelsRefused = 0;
-    const ops = beats.map(({ identity, channel }) => {
-      if (channel !== null && refused.has(channel)) {
-        channelsRefused++;
-        return { kind: 'b' as const, identity, channel: null };
-      }
-      return { kind: 'b' as const, identity, channel };
-    });
     this.pendingHeartbeats += beats.length;
     try {
+      const refused = await this.admitNewChannels(beats, nowMs);
+      let channelsRefused = 0;
+      const ops = beats.map(({ identity, channel }) => {
+        if (channel !== null && refused.has(channel)) {
+          channelsRefused++;
+          return { kind: 'b' as const, identity, channel: null };
+        }
+        return { kind: 'b' as const, identity, channel };
+      });
       return await new Promise<RecordOutcome>((done, fail) => this.enqueue({ ops, nowMs, channelsRefused, shards: new Set(), done, fail }));
     } finally {
       this.pendingHeartbeats -= beats.length;
