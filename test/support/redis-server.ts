@@ -59,9 +59,11 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
 }
 
 const running = new Set<ChildProcess>();
-// A test that throws before its teardown still leaves no redis-server behind.
+const dirs = new Set<string>();
+// A test that throws before its teardown still leaves no redis-server or directory behind.
 process.once('exit', () => {
   for (const child of running) child.kill('SIGKILL');
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
 export interface RedisServer {
@@ -85,9 +87,23 @@ export interface RedisServerOptions {
   port?: number;
 }
 
-/** Starts `redis-server` on a free loopback port with its own temp directory; nothing saved unless `args` ask. */
+/**
+ * Starts `redis-server` on a free loopback port with its own temp directory; nothing saved unless
+ * `args` ask. Tries another port if the one picked was taken meanwhile (others run tests here too).
+ */
 export async function startRedis(options: RedisServerOptions = {}): Promise<RedisServer> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startRedisOnce(options);
+    } catch (error) {
+      if (options.port !== undefined || attempt >= 3) throw error;
+    }
+  }
+}
+
+async function startRedisOnce(options: RedisServerOptions): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'online-stats-redis-'));
+  dirs.add(dir);
   const port = options.port ?? (await freePort());
   const args = ['--port', String(port), '--bind', HOST, '--dir', dir, '--save', '', '--appendonly', 'no', '--logfile', 'redis.log', ...(options.args ?? [])];
   let child: ChildProcess | null = null;
@@ -99,8 +115,9 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
     child = started;
     await waitFor(`redis-server on port ${port}`, async () => {
       if (started.exitCode !== null) throw new Error(`redis-server exited with ${started.exitCode} (see ${dir}/redis.log)`);
-      const reply = await redisCommand(port, 'PING', 200);
-      return reply !== null && reply.startsWith('+PONG');
+      // Ours, not another process that took the port first.
+      const reply = await redisCommand(port, 'INFO server', 200);
+      return reply !== null && reply.includes(`process_id:${started.pid}\r\n`);
     });
   };
   const kill = async () => {
@@ -113,7 +130,14 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
     await exited;
   };
 
-  await launch();
+  try {
+    await launch();
+  } catch (error) {
+    await kill();
+    rmSync(dir, { recursive: true, force: true });
+    dirs.delete(dir);
+    throw error;
+  }
   return {
     port,
     url: `redis://${HOST}:${port}`,
@@ -125,6 +149,7 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
     async stop() {
       await kill();
       rmSync(dir, { recursive: true, force: true });
+      dirs.delete(dir);
     },
   };
 }
@@ -141,13 +166,17 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
   const nodes: RedisServer[] = [];
   try {
     for (let i = 0; i < masters; i++) {
-      // The cluster bus gets its own free port (cluster-port, Redis 7), not port + 10000 which may be taken.
-      const busPort = await freePort();
-      nodes.push(
-        await startRedis({
-          args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port', String(busPort), '--cluster-node-timeout', '2000'],
-        }),
-      );
+      for (let attempt = 1; ; attempt++) {
+        // The cluster bus gets its own free port (cluster-port, Redis 7), not port + 10000 which may be taken.
+        const busPort = await freePort();
+        const args = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port', String(busPort), '--cluster-node-timeout', '2000'];
+        try {
+          nodes.push(await startRedis({ args }));
+          break;
+        } catch (error) {
+          if (attempt >= 3) throw error;
+        }
+      }
     }
     const create = spawnSync(
       'redis-cli',
