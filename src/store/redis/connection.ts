@@ -58,6 +58,9 @@ const COMMON_OPTIONS: RedisOptions = {
   autoResendUnfulfilledCommands: false,
   commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
   connectTimeout: 2000,
+  // A dropped connection to a server that does not answer is destroyed this soon (ms), failing the
+  // commands still waiting on it, rather than after ioredis's default 2 s.
+  disconnectTimeout: 200,
   maxRetriesPerRequest: 0,
   retryStrategy: (attempt: number) => Math.min(100 * attempt, 1000),
 };
