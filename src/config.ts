@@ -16,6 +16,10 @@ export interface Config {
   dataDir: string;
   store: 'sqlite' | 'redis';
   redisUrl: string | null;
+  /** Prepended to every Redis key (several deployments on one Redis); null: none. */
+  redisPrefix: string | null;
+  /** Shards (hash tags) identities are spread over in Redis; the same on every instance, for the life of the data. */
+  redisShards: number;
   heartbeatTimeoutMs: number;
   /** null: that limit is off. */
   ingestRateLimit: Rate | null;
@@ -58,6 +62,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'dataDir', flag: 'data-dir', env: 'DATA_DIR', kind: 'string', default: './data', help: 'directory of the SQLite database and the identity secret' },
   { key: 'store', flag: 'store', env: 'STORE', kind: 'enum', values: ['sqlite', 'redis'], default: 'sqlite', help: 'where heartbeats are kept: sqlite (embedded) or redis (many instances)' },
   { key: 'redisUrl', flag: 'redis-url', env: 'REDIS_URL', kind: 'string', default: '', help: 'redis://host:port[/db] (or several, comma-separated, for a Redis Cluster); needed with --store redis' },
+  { key: 'redisPrefix', flag: 'redis-prefix', env: 'REDIS_PREFIX', kind: 'string', default: 'os:', help: 'prefix of every Redis key, so several deployments can share one Redis (no { or })' },
+  { key: 'redisShards', flag: 'redis-shards', env: 'REDIS_SHARDS', kind: 'int', default: '16', min: 1, max: 1024, help: 'Redis keys (hash tags, Cluster slots) identities are spread over; the same on every instance, fixed once data exists' },
   { key: 'heartbeatTimeoutMs', flag: 'heartbeat-timeout', env: 'HEARTBEAT_TIMEOUT', kind: 'duration', default: '10m', min: 1000, help: 'a client is online this long after its last heartbeat (30s, 10m, 1h)' },
   { key: 'ingestRateLimit', flag: 'rate-limit', env: 'RATE_LIMIT', kind: 'rate', default: '1/s', help: 'heartbeats and leaves per identity: N/s, N/m, N/h, optional burst N/s:B, or off' },
   { key: 'readRateLimit', flag: 'read-rate-limit', env: 'READ_RATE_LIMIT', kind: 'rate', default: '1/s', help: 'reads per identity, a budget separate from heartbeats (same syntax)' },
@@ -165,6 +171,9 @@ export function loadConfig(argv: readonly string[] = [], env: Readonly<Record<st
   result.trustProxy.forEach(checkCidr);
   if (result.identitySecret !== null && result.identitySecret.length < 32) {
     throw new ConfigError('--identity-secret / IDENTITY_SECRET', 'must be at least 32 characters');
+  }
+  if (result.redisPrefix !== null && /[{}]/.test(result.redisPrefix)) {
+    throw new ConfigError('--redis-prefix / REDIS_PREFIX', 'must not contain { or } (they would change the Redis Cluster hash tags)');
   }
   if (result.store === 'redis' && result.redisUrl === null) {
     throw new ConfigError('--redis-url / REDIS_URL', 'is required with --store redis');
