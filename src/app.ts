@@ -96,7 +96,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string; validation?: unknown }, request, reply) => {
     const statusCode = error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
     // A 503 is an expected state (store unreachable, shutting down): one line, not a stack per request.
-    if (statusCode === 503) request.log.warn({ code: error.code, msg503: error.message }, 'request refused: service unavailable');
+    if (statusCode === 503) request.log.warn({ code: error.code, reason: error.message }, 'request refused: service unavailable');
     else if (statusCode >= 500) request.log.error({ err: error }, 'request failed');
     if (statusCode === 503) reply.header('retry-after', '1');
     const message = statusCode >= 500 && statusCode !== 503 ? 'internal error' : error.message;
