@@ -68,7 +68,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'ingestRateLimit', flag: 'rate-limit', env: 'RATE_LIMIT', kind: 'rate', default: '1/s', help: 'heartbeats and leaves per identity: N/s, N/m, N/h, optional burst N/s:B, or off' },
   { key: 'readRateLimit', flag: 'read-rate-limit', env: 'READ_RATE_LIMIT', kind: 'rate', default: '1/s', help: 'reads per identity, a budget separate from heartbeats (same syntax)' },
   { key: 'addressRateLimit', flag: 'address-rate-limit', env: 'ADDRESS_RATE_LIMIT', kind: 'rate', default: '50/s:100', help: 'all requests from one address (IPv6: one /64), whatever client ids it sends (same syntax)' },
-  { key: 'rateLimitMaxKeys', flag: 'rate-limit-max-keys', env: 'RATE_LIMIT_MAX_KEYS', kind: 'int', default: '100000', min: 100, max: 100_000_000, help: 'callers each in-process limiter remembers (about 120 bytes each); the least recently seen are forgotten beyond it' },
+  { key: 'rateLimitMaxKeys', flag: 'rate-limit-max-keys', env: 'RATE_LIMIT_MAX_KEYS', kind: 'int', default: '100000', min: 100, max: 100_000_000, help: 'callers each in-process limiter remembers (at most 200 bytes each); the least recently seen are forgotten beyond it' },
   { key: 'trustProxy', flag: 'trust-proxy', env: 'TRUST_PROXY', kind: 'list', default: '', help: 'comma-separated CIDRs of proxies whose X-Forwarded-For is believed (none by default)' },
   { key: 'maxDays', flag: 'max-days', env: 'MAX_DAYS', kind: 'int', default: '3650', min: 1, max: 36500, help: 'largest accepted days= of /total_users' },
   { key: 'apiToken', flag: 'api-token', env: 'API_TOKEN', kind: 'string', default: '', secret: true, help: 'when set, reads and batch ingest need "Authorization: Bearer <token>"' },

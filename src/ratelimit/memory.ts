@@ -4,8 +4,8 @@ import type { Rate } from '../config.js';
 import { gcra, type RateDecision, type RateLimiterStore } from './limiter.js';
 
 /**
- * Memory is bounded by `maxKeys` entries (a 23-character key and one number: about 150 bytes each
- * in V8, measured by `npm run bench`). The least recently used key is the one forgotten when the cap
+ * Memory is bounded by `maxKeys` entries (a 23-character key and one number: about 170 bytes each
+ * in V8, measured by `npm run bench`; documented as at most 200). The least recently used key is the one forgotten when the cap
  * is reached. A forgotten key whose theoretical arrival time had passed loses nothing; one that had
  * not gets a fresh budget, which only a flood of more than `maxKeys` distinct callers inside one
  * interval can cause.
