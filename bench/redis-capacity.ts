@@ -5,7 +5,6 @@
 // Starts its own redis-server (nothing saved) and one `online-stats serve --store redis` process on
 // loopback ports, and removes them after.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +15,7 @@ import { RedisStore } from '../src/store/redis.js';
 import type { RedisConnection } from '../src/store/redis/connection.js';
 import type { StoreOptions } from '../src/store/store.js';
 import { startRedis, type RedisServer } from '../test/support/redis-server.js';
+import { cpuSeconds } from './support.js';
 
 const IDENTITIES = Number(process.argv[2] ?? 1_000_000);
 const HTTP_SECONDS = Number(process.argv[3] ?? 10);
@@ -177,11 +177,6 @@ async function storeThroughput(server: RedisServer, withChannels: boolean) {
   };
 }
 
-function processCpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 10 ms
-}
-
 /** One real instance under HTTP load: its CPU and Redis's per heartbeat, with the shared rate limiter on or off. */
 async function http(server: RedisServer, limiter: boolean) {
   const cli = fileURLToPath(new URL('../dist/src/cli.js', import.meta.url));
@@ -229,14 +224,14 @@ async function http(server: RedisServer, limiter: boolean) {
       return statuses;
     };
     await run(2);
-    const cpuBefore = processCpuSeconds(child.pid as number);
+    const cpuBefore = cpuSeconds(child.pid as number);
     const redisBefore = await redisCpuSeconds(redis);
     const callsBefore = await scriptCalls(redis);
     const startedMs = performance.now();
     const statuses = await run(HTTP_SECONDS);
     const calls = (await scriptCalls(redis)) - callsBefore;
     const seconds = (performance.now() - startedMs) / 1000;
-    const instanceCpu = processCpuSeconds(child.pid as number) - cpuBefore;
+    const instanceCpu = cpuSeconds(child.pid as number) - cpuBefore;
     const redisCpu = (await redisCpuSeconds(redis)) - redisBefore;
     const ok = statuses.get(200) ?? 0;
     agent.destroy();

@@ -1,11 +1,13 @@
 // Child processes and scratch directories of the benchmarks: every one is tracked and killed (SIGKILL) or removed on exit, also on failure.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+
+// The tests' helper: a port the kernel just handed out on 127.0.0.1 (uvicorn, and a restart on the same port, need one chosen up front).
+export { freePort } from '../test/support/redis-server.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const CLI = join(REPO_ROOT, 'dist', 'src', 'cli.js');
@@ -167,19 +169,6 @@ export async function runToEnd(label: string, command: string, args: readonly st
     throw new Error(`${label} did not finish in ${timeoutMs} ms:\n${tracked.tail()}`);
   }
   if (exit.code !== 0) throw new Error(`${label} exited ${exit.code ?? exit.signal}:\n${tracked.tail()}`);
-}
-
-/** A port free on 127.0.0.1 right now, for servers that cannot report the one they were given (uvicorn, a restart on the same port). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** User plus system CPU time of a process so far, in seconds (from /proc; clock ticks of 10 ms). */
