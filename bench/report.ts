@@ -35,7 +35,7 @@ export const bytes = (value: number): string => (Math.abs(value) >= 1_000_000 ? 
 
 export const ratio = (value: number): string => (!Number.isFinite(value) ? 'n/a' : value < 100 ? value.toFixed(2) : count(value));
 
-export function markdownTable(rows: readonly Row[]): string {
+function markdownTable(rows: readonly Row[]): string {
   const cells = (row: readonly string[]) => `| ${row.map((cell) => cell.replaceAll('|', '\\|')).join(' | ')} |`;
   return [
     cells(['case', 'measure', 'value', 'target', 'verdict']),

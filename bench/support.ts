@@ -50,11 +50,6 @@ export function scratchDir(prefix: string): string {
   return dir;
 }
 
-export function removeScratch(dir: string): void {
-  rmSync(dir, { recursive: true, force: true });
-  scratch.delete(dir);
-}
-
 export function spawnTracked(label: string, command: string, args: readonly string[], cwd = REPO_ROOT): Tracked {
   const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];

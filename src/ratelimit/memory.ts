@@ -5,10 +5,10 @@ import { gcra, type RateDecision, type RateLimiterStore } from './limiter.js';
 
 /**
  * Memory is bounded by `maxKeys` entries (a 23-character key and one number: about 170 bytes each
- * in V8, measured by `npm run bench`; documented as at most 200). The least recently used key is the one forgotten when the cap
- * is reached. A forgotten key whose theoretical arrival time had passed loses nothing; one that had
- * not gets a fresh budget, which only a flood of more than `maxKeys` distinct callers inside one
- * interval can cause.
+ * in V8, measured by `npm run bench`; documented as at most 200). The least recently used key is
+ * the one forgotten when the cap is reached. A forgotten key whose theoretical arrival time had
+ * passed loses nothing; one that had not gets a fresh budget, which only a flood of more than
+ * `maxKeys` distinct callers inside one interval can cause.
  *
  * lru-cache rather than a Map in insertion order: evicting a Map's first key walks over every entry
  * deleted before it, which made each decision cost tens of microseconds once the cap was reached.
