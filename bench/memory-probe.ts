@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { defaultConfig } from '../src/config.js';
 import { PSEUDONYM_BYTES } from '../src/identity.js';
 import { MemoryRateLimiterStore } from '../src/ratelimit/memory.js';
-import { DATABASE_FILE, storeOptions } from '../src/server.js';
-import { SqliteStore } from '../src/store/sqlite.js';
+import { storeOptions } from '../src/open-store.js';
+import { DATABASE_FILE, SqliteStore } from '../src/store/sqlite.js';
 
 const MAX_KEYS = 100_000;
 const KEYS_FED = 1_000_000;

@@ -12,7 +12,7 @@ import { createCalendar } from '../src/calendar.js';
 import { Pseudonymizer } from '../src/identity.js';
 import { RedisRateLimiterStore } from '../src/ratelimit/redis.js';
 import { RedisStore } from '../src/store/redis.js';
-import type { RedisConnection } from '../src/store/redis/connection.js';
+import type { RedisConnection } from '../src/redis/connection.js';
 import type { StoreOptions } from '../src/store/store.js';
 import { startRedis, type RedisServer } from '../test/support/redis-server.js';
 import { cpuSeconds } from './support.js';

@@ -2,8 +2,8 @@
 import { join } from 'node:path';
 import { defaultConfig } from '../src/config.js';
 import { PSEUDONYM_BYTES, Pseudonymizer, identityOf } from '../src/identity.js';
-import { DATABASE_FILE, storeOptions } from '../src/server.js';
-import { SqliteStore } from '../src/store/sqlite.js';
+import { storeOptions } from '../src/open-store.js';
+import { DATABASE_FILE, SqliteStore } from '../src/store/sqlite.js';
 
 const MINUTE_MS = 60_000;
 const DAY_MS = 86_400_000;

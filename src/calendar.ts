@@ -1,5 +1,13 @@
 // Day boundaries in the configured time zone, for daily analytics; cached since every heartbeat asks.
-import type { Calendar } from './store/store.js';
+
+/** Day boundaries in one time zone: one per app, shared by the store and the routes. */
+export interface Calendar {
+  readonly timeZone: string;
+  /** The day holding `ms`: its key (YYYY-MM-DD) and its bounds in UTC epoch ms. */
+  dayOf(ms: number): { key: string; startMs: number; endMs: number };
+  /** The days from `from` to `to` inclusive, as YYYY-MM-DD keys (both given as keys). */
+  daysBetween(from: string, to: string): string[];
+}
 
 const DAY_MS = 86_400_000;
 

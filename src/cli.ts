@@ -1,9 +1,8 @@
 #!/usr/bin/env node
 // The `online-stats` command: parse arguments, call one function (serve or import).
 import { systemClock } from './clock.js';
-import { loadConfig, settingsHelp } from './config.js';
-import { ConfigError } from './errors.js';
-import { DataDirLockedError } from './lockfile.js';
+import { configFromProcess, settingsHelp } from './config.js';
+import { ConfigError, DataDirLockedError, ImportError } from './errors.js';
 
 const HELP = `online-stats: how many of your users are online now, and how many were active lately.
 
@@ -27,7 +26,7 @@ async function main(argv: string[]): Promise<number> {
     return command === undefined ? 2 : 0;
   }
   if (command === 'serve') {
-    const config = loadConfig(rest, process.env);
+    const config = configFromProcess(rest);
     const { serveUntilSignalled } = await import('./server.js');
     await serveUntilSignalled(config);
     return -1; // keeps running until a signal
@@ -38,7 +37,7 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write('online-stats import: name the file to import, e.g. online-stats import users_data.json\n');
       return 2;
     }
-    const config = loadConfig(rest.slice(1), process.env);
+    const config = configFromProcess(rest.slice(1));
     const { importDemoFile } = await import('./import.js');
     const count = await importDemoFile(file, config, systemClock, (message) => process.stderr.write(`${message}\n`));
     process.stdout.write(`imported ${count} users from ${file} into ${config.dataDir}\n`);
@@ -56,7 +55,7 @@ main(process.argv.slice(2)).then(
     if (error instanceof ConfigError) {
       process.stderr.write(`online-stats: invalid setting ${error.message}\n`);
       process.exitCode = 2;
-    } else if (error instanceof DataDirLockedError || (error as Error).name === 'ImportError') {
+    } else if (error instanceof DataDirLockedError || error instanceof ImportError) {
       process.stderr.write(`online-stats: ${(error as Error).message}\n`);
       process.exitCode = 1;
     } else {

@@ -82,6 +82,15 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'shutdownTimeoutMs', flag: 'shutdown-timeout', env: 'SHUTDOWN_TIMEOUT', kind: 'duration', default: '10s', min: 0, help: 'on SIGTERM, longest wait for in-flight requests before closing' },
 ];
 
+const nameOf = (setting: Setting): string => `--${setting.flag} / ${setting.env}`;
+
+/** How a setting is named to people (`--redis-url / REDIS_URL`): the form every ConfigError uses. */
+export function flagOf(key: keyof Config): string {
+  const setting = SETTINGS.find((candidate) => candidate.key === key);
+  if (!setting) throw new Error(`no setting ${key}`);
+  return nameOf(setting);
+}
+
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -107,7 +116,7 @@ export function parseRate(text: string): Rate | null | 'invalid' {
 
 function convert(setting: Setting, raw: string): unknown {
   const bad = (why: string): never => {
-    throw new ConfigError(`--${setting.flag} / ${setting.env}`, `${why} (got ${JSON.stringify(setting.secret ? '***' : raw)})`);
+    throw new ConfigError(nameOf(setting), `${why} (got ${JSON.stringify(setting.secret ? '***' : raw)})`);
   };
   switch (setting.kind) {
     case 'int': {
@@ -143,7 +152,7 @@ function checkCidr(text: string): void {
     if (text.includes('/')) ipaddr.parseCIDR(text);
     else ipaddr.parse(text);
   } catch {
-    throw new ConfigError('--trust-proxy / TRUST_PROXY', `not an address or CIDR: ${JSON.stringify(text)}`);
+    throw new ConfigError(flagOf('trustProxy'), `not an address or CIDR: ${JSON.stringify(text)}`);
   }
 }
 
@@ -166,30 +175,35 @@ export function loadConfig(argv: readonly string[] = [], env: Readonly<Record<st
     config[setting.key] = convert(setting, raw);
   }
   const result = config as unknown as Config;
-  if (result.host === null) throw new ConfigError('--host / HOST', 'must not be empty');
-  if (result.dataDir === null) throw new ConfigError('--data-dir / DATA_DIR', 'must not be empty');
+  if (result.host === null) throw new ConfigError(flagOf('host'), 'must not be empty');
+  if (result.dataDir === null) throw new ConfigError(flagOf('dataDir'), 'must not be empty');
   result.trustProxy.forEach(checkCidr);
   if (result.identitySecret !== null && result.identitySecret.length < 32) {
-    throw new ConfigError('--identity-secret / IDENTITY_SECRET', 'must be at least 32 characters');
+    throw new ConfigError(flagOf('identitySecret'), 'must be at least 32 characters');
   }
   if (result.redisPrefix !== null && /[{}]/.test(result.redisPrefix)) {
-    throw new ConfigError('--redis-prefix / REDIS_PREFIX', 'must not contain { or } (they would change the Redis Cluster hash tags)');
+    throw new ConfigError(flagOf('redisPrefix'), 'must not contain { or } (they would change the Redis Cluster hash tags)');
   }
   if (result.store === 'redis' && result.redisUrl === null) {
-    throw new ConfigError('--redis-url / REDIS_URL', 'is required with --store redis');
+    throw new ConfigError(flagOf('redisUrl'), 'is required with --store redis');
   }
   if (result.store === 'redis' && result.identitySecret === null) {
     throw new ConfigError(
-      '--identity-secret / IDENTITY_SECRET',
+      flagOf('identitySecret'),
       'is required with --store redis: every instance must pseudonymise identities with the same key, or one user would count as many',
     );
   }
   try {
     new Intl.DateTimeFormat('en-US', { timeZone: result.timeZone });
   } catch {
-    throw new ConfigError('--time-zone / TIME_ZONE', `not an IANA time zone: ${JSON.stringify(result.timeZone)}`);
+    throw new ConfigError(flagOf('timeZone'), `not an IANA time zone: ${JSON.stringify(result.timeZone)}`);
   }
   return Object.freeze(result);
+}
+
+/** The process's own flags and environment: the one place in the service that reads `process.env`. */
+export function configFromProcess(argv: readonly string[]): Readonly<Config> {
+  return loadConfig(argv, process.env);
 }
 
 /** The defaults, as `loadConfig()` with no flags and no environment; tests override single fields. */

@@ -6,17 +6,6 @@ import ipaddr from 'ipaddr.js';
 
 /** Longest client id accepted, in characters. */
 export const MAX_CLIENT_ID_LENGTH = 128;
-// Printable ASCII without spaces at either end: ids travel in headers, so nothing a header cannot carry.
-const CLIENT_ID = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
-
-/** Why a client id is refused, or null when it is fine. */
-export function clientIdProblem(clientId: string): string | null {
-  if (clientId.length === 0) return 'must not be empty';
-  if (clientId.length > MAX_CLIENT_ID_LENGTH) return `must be at most ${MAX_CLIENT_ID_LENGTH} characters`;
-  if (!CLIENT_ID.test(clientId)) return 'must be printable ASCII characters without leading or trailing spaces';
-  return null;
-}
-
 /** The canonical text of an address: IPv4-mapped IPv6 becomes plain IPv4, IPv6 is compressed. */
 export function normalizeAddress(address: string): string {
   try {
@@ -40,9 +29,20 @@ export function addressKey(address: string): string {
   }
 }
 
-/** The identity text before pseudonymisation: a client id and an address never collide. */
+// The identity texts before pseudonymisation: every one is spelt here, and a client id and an address never collide.
+
+/** A client that names itself (`client_id` or X-Client-Id). */
+export const clientIdentity = (clientId: string): string => `id:${clientId}`;
+
+/** A client known only by its (normalised) address. */
+export const addressIdentity = (address: string): string => `ip:${address}`;
+
+/** Everyone behind one address block (IPv4 address, IPv6 /64): the per-address cap's identity. */
+export const addressBlockIdentity = (address: string): string => addressIdentity(addressKey(address));
+
+/** The caller's identity: its client id when it sent one, else its address. */
 export function identityOf(clientId: string | undefined, address: string): string {
-  return clientId === undefined ? `ip:${address}` : `id:${clientId}`;
+  return clientId === undefined ? addressIdentity(address) : clientIdentity(clientId);
 }
 
 /** Length of a pseudonym in bytes: 128 bits make collisions negligible for any number of users. */

@@ -1,20 +1,13 @@
 // `online-stats import`: migrates the FastAPI demo's users_data.json into the embedded store.
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import ipaddr from 'ipaddr.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
-import { Pseudonymizer, identityOf, loadOrCreateSecret, normalizeAddress } from './identity.js';
+import { ImportError } from './errors.js';
+import { Pseudonymizer, addressIdentity, loadOrCreateSecret, normalizeAddress } from './identity.js';
 import { lockDataDir } from './lockfile.js';
-import { DATABASE_FILE, storeOptions } from './server.js';
-import { SqliteStore } from './store/sqlite.js';
-
-export class ImportError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ImportError';
-  }
-}
+import { storeOptions } from './open-store.js';
+import { SqliteStore, databasePath } from './store/sqlite.js';
 
 // The demo wrote datetime.utcnow().isoformat(): no zone (UTC meant), microseconds.
 const ISO = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2})?)(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?$/;
@@ -58,11 +51,11 @@ export async function importDemoFile(
   const pseudonymizer = new Pseudonymizer(loadOrCreateSecret(config.dataDir, config.identitySecret));
   const release = lockDataDir(config.dataDir);
   try {
-    const store = SqliteStore.open(join(config.dataDir, DATABASE_FILE), storeOptions(config), clock.nowMs());
+    const store = SqliteStore.open(databasePath(config.dataDir), storeOptions(config), clock.nowMs());
     try {
       const total = entries.length;
       return store.importIdentities(
-        entries.map(({ address, lastSeenMs }) => ({ identity: pseudonymizer.pseudonym(identityOf(undefined, address)), lastSeenMs })),
+        entries.map(({ address, lastSeenMs }) => ({ identity: pseudonymizer.pseudonym(addressIdentity(address)), lastSeenMs })),
         (done) => progress(`imported ${done} of ${total} users`),
       );
     } finally {

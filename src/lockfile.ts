@@ -1,13 +1,7 @@
 // One process per data directory: the in-memory indexes are only right if nobody else writes the database.
 import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-
-export class DataDirLockedError extends Error {
-  constructor(readonly dataDir: string, readonly pid: number) {
-    super(`the data directory ${dataDir} is in use by process ${pid}; stop it first`);
-    this.name = 'DataDirLockedError';
-  }
-}
+import { DataDirLockedError } from './errors.js';
 
 function alive(pid: number): boolean {
   try {

@@ -1,35 +1,11 @@
 // serve(): opens the configured store, starts the app, and shuts down gracefully on SIGTERM/SIGINT.
-import { join } from 'node:path';
 import { buildApp, type App } from './app.js';
 import { createCalendar } from './calendar.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { loadOrCreateSecret } from './identity.js';
 import { lockDataDir } from './lockfile.js';
-import type { RateLimiterStore } from './ratelimit/limiter.js';
-import { SqliteStore } from './store/sqlite.js';
-import type { Store, StoreOptions } from './store/store.js';
-
-export const DATABASE_FILE = 'online-stats.sqlite';
-
-export function storeOptions(config: Readonly<Config>): StoreOptions {
-  return {
-    heartbeatTimeoutMs: config.heartbeatTimeoutMs,
-    maxDays: config.maxDays,
-    maxChannels: config.maxChannels,
-    calendar: createCalendar(config.timeZone),
-  };
-}
-
-/** Opens the store the configuration names, with its rate limiter store when it shares one. */
-export async function openStore(config: Readonly<Config>, clock: Clock): Promise<{ store: Store; limiter?: RateLimiterStore }> {
-  if (config.store === 'redis') {
-    // Loaded only when asked for, so the embedded default never touches the Redis client.
-    const { openRedis } = await import('./store/redis.js');
-    return openRedis(config, storeOptions(config));
-  }
-  return { store: SqliteStore.open(join(config.dataDir, DATABASE_FILE), storeOptions(config), clock.nowMs()) };
-}
+import { openStore, type OpenedStore } from './open-store.js';
 
 export interface Running {
   app: App;
@@ -41,15 +17,17 @@ export async function serve(config: Readonly<Config>, clock: Clock = systemClock
   const startedMs = performance.now();
   const identitySecret = loadOrCreateSecret(config.dataDir, config.identitySecret);
   const release = config.store === 'sqlite' ? lockDataDir(config.dataDir) : () => {};
-  let opened: Awaited<ReturnType<typeof openStore>>;
+  // One calendar for the app: the store's days and the routes' days are the same days.
+  const calendar = createCalendar(config.timeZone);
+  let opened: OpenedStore;
   try {
-    opened = await openStore(config, clock);
+    opened = await openStore(config, calendar, clock);
   } catch (error) {
     release();
     throw error;
   }
   const { store, limiter } = opened;
-  const app = await buildApp({ config, store, clock, identitySecret, ...(limiter ? { limiter } : {}) });
+  const app = await buildApp({ config, store, clock, calendar, identitySecret, ...(limiter ? { limiter } : {}) });
   let stopping: Promise<void> | null = null;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
@@ -63,8 +41,7 @@ export async function serve(config: Readonly<Config>, clock: Clock = systemClock
         await app.close();
       } finally {
         clearTimeout(timer);
-        await store.close();
-        await limiter?.close?.();
+        await opened.close();
         release();
       }
     })();
@@ -73,7 +50,7 @@ export async function serve(config: Readonly<Config>, clock: Clock = systemClock
   try {
     await app.listen({ port: config.port, host: config.host });
   } catch (error) {
-    await store.close();
+    await opened.close();
     release();
     throw error;
   }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { Pseudonymizer, identityOf } from '../src/identity.js';
-import { DATABASE_FILE } from '../src/server.js';
+import { DATABASE_FILE } from '../src/store/sqlite.js';
 import { SECRET, startServer, tempDir, type ServerProcess } from './support/app.js';
 
 const pseudonymizer = new Pseudonymizer(SECRET);

@@ -6,8 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import { buildApp } from '../src/app.js';
 import { ManualClock } from '../src/clock.js';
 import { defaultConfig } from '../src/config.js';
-import { DATABASE_FILE, storeOptions } from '../src/server.js';
-import { SqliteStore } from '../src/store/sqlite.js';
+import { storeOptions } from '../src/open-store.js';
+import { DATABASE_FILE, SqliteStore } from '../src/store/sqlite.js';
 import { parseDemoTime } from '../src/import.js';
 import { SECRET, runCli, tempDir } from './support/app.js';
 

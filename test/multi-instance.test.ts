@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Pseudonymizer, identityOf } from '../src/identity.js';
-import { RedisKeys } from '../src/store/redis.js';
-import { connectRedis, type RedisConnection } from '../src/store/redis/connection.js';
+import { RedisKeys } from '../src/redis/keys.js';
+import { connectRedis, type RedisConnection } from '../src/redis/connection.js';
 import { runRefusal, startInstance, type Instance } from './support/instances.js';
 import { startRedis, type RedisServer } from './support/redis-server.js';
 

@@ -5,8 +5,8 @@ import type { Rate } from '../src/config.js';
 import { StoreUnavailableError } from '../src/errors.js';
 import { MemoryRateLimiterStore } from '../src/ratelimit/memory.js';
 import { RedisRateLimiterStore } from '../src/ratelimit/redis.js';
-import { RedisKeys } from '../src/store/redis.js';
-import { connectRedis, type RedisConnection } from '../src/store/redis/connection.js';
+import { RedisKeys } from '../src/redis/keys.js';
+import { connectRedis, type RedisConnection } from '../src/redis/connection.js';
 import { startRedis, type RedisServer } from './support/redis-server.js';
 
 const T0 = Date.UTC(2026, 2, 10, 12);

@@ -43,12 +43,17 @@ describe('GCRA decisions', () => {
     assert.equal(limiter.take('k', rate, 59_999 + 6000).allowed, false);
   });
 
-  it('burst and remaining follow the configured rate', () => {
+  it('burst follows the configured rate: 5/s:3 allows 3 at once, then one every 200 ms', () => {
     const rate = { count: 5, periodMs: 1000, burst: 3 };
-    const first = gcra(undefined, rate, 0);
-    assert.equal(first.decision.remaining, 2);
-    const second = gcra(first.tatMs ?? undefined, rate, 0);
-    assert.equal(second.decision.remaining, 1);
+    let tat: number | undefined;
+    const decide = (nowMs: number) => {
+      const { tatMs, decision } = gcra(tat, rate, nowMs);
+      if (tatMs !== null) tat = tatMs;
+      return decision.allowed;
+    };
+    assert.deepEqual([decide(0), decide(0), decide(0), decide(0)], [true, true, true, false]);
+    assert.equal(decide(199), false);
+    assert.deepEqual([decide(200), decide(200)], [true, false]);
   });
 
   it('memory stays within maxKeys under a million distinct callers', () => {

@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Pseudonymizer, identityOf } from '../../src/identity.js';
-import { DATABASE_FILE } from '../../src/server.js';
+import { DATABASE_FILE } from '../../src/store/sqlite.js';
 import type { BenchContext } from '../context.js';
 import { load, meanOf, simulatedAddress, type LoadResult } from '../load.js';
 import { against, count, ms, ratio, type CaseReport, type Row } from '../report.js';

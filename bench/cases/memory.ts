@@ -1,7 +1,7 @@
 // Case 3: resident memory per online identity, database bytes per known identity, and the rate limiter's memory at its cap.
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { DATABASE_FILE } from '../../src/server.js';
+import { DATABASE_FILE } from '../../src/store/sqlite.js';
 import type { BenchContext } from '../context.js';
 import { against, bytes, count, type CaseReport, type Row } from '../report.js';
 import { REPO_ROOT, spawnTracked, stop } from '../support.js';

@@ -1,8 +1,8 @@
 // Case 2: reads at 10k, 100k and 1M known identities, over HTTP and as in-process query costs that must not grow with users.
 import { join } from 'node:path';
 import { defaultConfig } from '../../src/config.js';
-import { DATABASE_FILE, storeOptions } from '../../src/server.js';
-import { SqliteStore } from '../../src/store/sqlite.js';
+import { storeOptions } from '../../src/open-store.js';
+import { DATABASE_FILE, SqliteStore } from '../../src/store/sqlite.js';
 import type { BenchContext } from '../context.js';
 import { load, type LoadResult } from '../load.js';
 import { against, bytes, count, ms, ratio, type CaseReport, type Row } from '../report.js';

@@ -5,8 +5,6 @@ export interface RateDecision {
   allowed: boolean;
   /** When denied: how long until one request would be allowed, in ms. */
   retryAfterMs: number;
-  /** Requests still allowed right now after this one. */
-  remaining: number;
   /** Until the budget is whole again, in ms. */
   resetMs: number;
 }
@@ -16,10 +14,7 @@ export interface RateDecision {
  * arrival time, so requests are spaced evenly with no double burst at a window edge.
  */
 export interface RateLimiterStore {
-  /** `localKeys`: true when the state is in this process only (several instances would not share it). */
-  readonly localKeys: boolean;
   take(key: string, rate: Rate, nowMs: number): RateDecision | Promise<RateDecision>;
-  close?(): Promise<void>;
 }
 
 /** One GCRA step: the new theoretical arrival time (or null when denied) and the decision. */
@@ -28,19 +23,8 @@ export function gcra(tatMs: number | undefined, rate: Rate, nowMs: number): { ta
   const toleranceMs = intervalMs * (rate.burst - 1);
   const tat = Math.max(tatMs ?? nowMs, nowMs);
   if (tat - nowMs > toleranceMs) {
-    return {
-      tatMs: null,
-      decision: { allowed: false, retryAfterMs: tat - toleranceMs - nowMs, remaining: 0, resetMs: tat - nowMs },
-    };
+    return { tatMs: null, decision: { allowed: false, retryAfterMs: tat - toleranceMs - nowMs, resetMs: tat - nowMs } };
   }
   const next = tat + intervalMs;
-  return {
-    tatMs: next,
-    decision: {
-      allowed: true,
-      retryAfterMs: 0,
-      remaining: Math.max(0, Math.floor((toleranceMs - (next - nowMs) + intervalMs) / intervalMs)),
-      resetMs: next - nowMs,
-    },
-  };
+  return { tatMs: next, decision: { allowed: true, retryAfterMs: 0, resetMs: next - nowMs } };
 }

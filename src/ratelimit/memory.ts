@@ -14,7 +14,6 @@ import { gcra, type RateDecision, type RateLimiterStore } from './limiter.js';
  * deleted before it, which made each decision cost tens of microseconds once the cap was reached.
  */
 export class MemoryRateLimiterStore implements RateLimiterStore {
-  readonly localKeys = true;
   private readonly tatMs: LRUCache<string, number>;
 
   constructor(readonly maxKeys: number) {

@@ -1,7 +1,9 @@
 // The shared limiter store: GCRA state in Redis, decided atomically in Lua, so N instances enforce one limit.
+import { TurnBatcher } from '../batcher.js';
 import type { Rate } from '../config.js';
-import type { RedisKeys } from '../store/redis.js';
-import { LuaScript, type RedisConnection } from '../store/redis/connection.js';
+import type { RedisConnection } from '../redis/connection.js';
+import type { RedisKeys } from '../redis/keys.js';
+import { LuaScript } from '../redis/lua.js';
 import { gcra, type RateDecision, type RateLimiterStore } from './limiter.js';
 
 const GCRA = LuaScript.load(new URL('./gcra.lua', import.meta.url));
@@ -17,19 +19,21 @@ interface Pending {
 /**
  * Each decision reads, decides and writes its key inside one script, so two instances can never
  * both spend the last token. Decisions arriving in the same turn of the event loop share one script
- * call per shard (keys carry the store's shard hash tags), which costs Redis far less than a call
- * each. The script returns the time it read; `gcra()` turns that into the full decision (remaining,
- * reset) with the same arithmetic, so the in-process and the shared limiter cannot drift apart.
- * Keys expire once their time has passed: memory is bounded by the callers active within a burst.
+ * call per shard (keys carry the deployment's shard hash tags), which costs Redis far less than a
+ * call each. The script returns the time it read; `gcra()` turns that into the full decision
+ * (retry after, reset) with the same arithmetic, so the in-process and the shared limiter cannot
+ * drift apart. Keys expire once their time has passed: memory is bounded by the callers active
+ * within a burst.
  *
  * While Redis is unreachable, `take` fails with StoreUnavailableError: requests are answered 503
  * with Retry-After, like the store's own reads and writes at that moment. The limit is never lifted
  * silently, and never falls back to a per-instance limit that N instances would multiply by N.
+ *
+ * It is handed a connection and the key layout, like @fastify/rate-limit's Redis store is handed a
+ * client and a prefix; whoever made the connection closes it.
  */
 export class RedisRateLimiterStore implements RateLimiterStore {
-  readonly localKeys = false;
-  private queue: Pending[] = [];
-  private scheduled = false;
+  private readonly decisions = new TurnBatcher<Pending>((batch) => this.flush(batch));
 
   constructor(
     private readonly redis: RedisConnection,
@@ -37,19 +41,10 @@ export class RedisRateLimiterStore implements RateLimiterStore {
   ) {}
 
   take(key: string, rate: Rate, nowMs: number): Promise<RateDecision> {
-    return new Promise((done, fail) => {
-      this.queue.push({ key, rate, nowMs, done, fail });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
-    });
+    return new Promise((done, fail) => this.decisions.add({ key, rate, nowMs, done, fail }));
   }
 
-  private flush(): void {
-    this.scheduled = false;
-    const batch = this.queue;
-    this.queue = [];
+  private flush(batch: Pending[]): void {
     const byShard = new Map<number, Pending[]>();
     for (const pending of batch) {
       const shard = this.keys.shardOf(pending.key);
@@ -69,14 +64,11 @@ export class RedisRateLimiterStore implements RateLimiterStore {
       );
     }
   }
-
-  /** The connection belongs to the store, which closes it. */
-  async close(): Promise<void> {}
 }
 
 function decide({ rate, nowMs }: Pending, allowed: boolean, stored: number | string | null): RateDecision {
   const { decision } = gcra(stored === null ? undefined : Number(stored), rate, nowMs);
   if (decision.allowed === allowed) return decision;
   // Cannot happen while both sides compute in doubles; the script's word is the one that was written.
-  return allowed ? { ...decision, allowed: true, retryAfterMs: 0 } : { allowed: false, retryAfterMs: 1, remaining: 0, resetMs: 1 };
+  return allowed ? { ...decision, allowed: true, retryAfterMs: 0 } : { allowed: false, retryAfterMs: 1, resetMs: 1 };
 }

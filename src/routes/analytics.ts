@@ -1,6 +1,6 @@
 // Analytics reads: daily, weekly and monthly actives, new identities and stickiness; a one-read summary.
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { AppDeps } from '../app.js';
+import type { AppDeps } from '../http/deps.js';
 import { parseDayKey, shiftDay } from '../calendar.js';
 import { serviceError } from '../errors.js';
 import { ClientIdHeaders, errorResponses } from './schemas.js';
@@ -12,12 +12,7 @@ const DEFAULT_RANGE_DAYS = 30;
 const Day = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$', description: 'YYYY-MM-DD in the configured time zone' });
 
 export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
-  const { config, store, clock, guards } = deps;
-  const security = config.apiToken === null ? [] : [{ bearer: [] }];
-  const readGuard = async (request: Parameters<typeof guards.rateLimit>[1], reply: Parameters<typeof guards.rateLimit>[2]) => {
-    guards.requireToken(request);
-    await guards.rateLimit('read', request, reply);
-  };
+  const { config, store, clock } = deps;
   const readErrors = { 401: Type.Ref('Error'), ...errorResponses };
 
   app.get(
@@ -30,7 +25,6 @@ export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, d
           '(30 days ending that day) and stickiness (dau/mau) come from HyperLogLog sketches: standard error about 0.8%, and ' +
           `never below dau (wau) or wau (mau). Default range: the last ${DEFAULT_RANGE_DAYS} days; at most ${MAX_RANGE_DAYS}.`,
         tags: ['analytics'],
-        security,
         headers: ClientIdHeaders,
         querystring: Type.Object({ from: Type.Optional(Day), to: Type.Optional(Day) }),
         response: {
@@ -50,7 +44,7 @@ export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, d
           ...readErrors,
         },
       },
-      preHandler: readGuard,
+      config: { auth: 'token', budget: 'read' },
     },
     async (request) => {
       const today = deps.calendar.dayOf(clock.nowMs()).key;
@@ -83,7 +77,6 @@ export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, d
       schema: {
         summary: 'Online now, active in the last 1, 7 and 30 days, and the top channels, in one read',
         tags: ['analytics'],
-        security,
         headers: ClientIdHeaders,
         response: {
           200: Type.Object({
@@ -95,7 +88,7 @@ export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, d
           ...readErrors,
         },
       },
-      preHandler: readGuard,
+      config: { auth: 'token', budget: 'read' },
     },
     async () => {
       const nowMs = clock.nowMs();

@@ -1,17 +1,12 @@
 // The demo's reads: /online_clients and /total_users, by GET or POST, plus /top_channels.
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { AppDeps } from '../app.js';
+import type { AppDeps } from '../http/deps.js';
 import { ClientIdHeaders, channelSchema, errorResponses } from './schemas.js';
 
 const DAY_MS = 86_400_000;
 
 export const countRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
-  const { config, store, clock, guards } = deps;
-  const security = config.apiToken === null ? [] : [{ bearer: [] }];
-  const readGuard = async (request: Parameters<typeof guards.rateLimit>[1], reply: Parameters<typeof guards.rateLimit>[2]) => {
-    guards.requireToken(request);
-    await guards.rateLimit('read', request, reply);
-  };
+  const { config, store, clock } = deps;
   const readErrors = { 401: Type.Ref('Error'), ...errorResponses };
 
   const online = {
@@ -19,12 +14,11 @@ export const countRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
       summary: 'How many clients are online now',
       description: 'Identities whose last heartbeat is within the heartbeat timeout (and that have not left), exact at the moment of the query.',
       tags: ['reads'],
-      security,
       headers: ClientIdHeaders,
       querystring: Type.Object({ channel: Type.Optional(channelSchema(config.maxChannelLength)) }),
       response: { 200: Type.Object({ online_clients_count: Type.Integer({ minimum: 0 }) }), ...readErrors },
     },
-    preHandler: readGuard,
+    config: { auth: 'token', budget: 'read' } as const,
   };
   const onlineHandler = async (request: { query: { channel?: string } }) => ({
     online_clients_count: await store.countOnline(clock.nowMs(), request.query.channel),
@@ -37,14 +31,13 @@ export const countRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
       summary: 'How many distinct clients were active in the last `days` days',
       description: 'Distinct identities whose last heartbeat is within the last days × 24 hours.',
       tags: ['reads'],
-      security,
       headers: ClientIdHeaders,
       querystring: Type.Object({
         days: Type.Integer({ minimum: 1, maximum: config.maxDays, default: 7, description: `Look-back in days, 1 to ${config.maxDays}` }),
       }),
       response: { 200: Type.Object({ recent_users_count: Type.Integer({ minimum: 0 }), days: Type.Integer() }), ...readErrors },
     },
-    preHandler: readGuard,
+    config: { auth: 'token', budget: 'read' } as const,
   };
   const totalHandler = async (request: { query: { days: number } }) => {
     const nowMs = clock.nowMs();
@@ -60,7 +53,6 @@ export const countRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
       schema: {
         summary: 'Channels with the most clients online now',
         tags: ['reads'],
-        security,
         headers: ClientIdHeaders,
         querystring: Type.Object({ limit: Type.Integer({ minimum: 1, maximum: 100, default: 10 }) }),
         response: {
@@ -68,7 +60,7 @@ export const countRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
           ...readErrors,
         },
       },
-      preHandler: readGuard,
+      config: { auth: 'token', budget: 'read' } as const,
     },
     async (request) => ({ channels: await store.topChannels(clock.nowMs(), request.query.limit) }),
   );

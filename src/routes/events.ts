@@ -1,7 +1,7 @@
 // GET /events: a Server-Sent Events stream of the online count and per-channel counts, live.
 import type { ServerResponse } from 'node:http';
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { AppDeps } from '../app.js';
+import type { AppDeps } from '../http/deps.js';
 import { serviceError } from '../errors.js';
 import { ClientIdHeaders } from './schemas.js';
 
@@ -18,7 +18,7 @@ export const MAX_STREAMS = 10_000;
  * instance in front of a shared store show the same figures.
  */
 export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
-  const { config, store, clock, guards } = deps;
+  const { store, clock } = deps;
   const streams = new Set<ServerResponse>();
   let last = '';
   let timer: NodeJS.Timeout | null = null;
@@ -66,14 +66,12 @@ export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
           'Sends `event: online` with `{"online_clients_count", "channels", "at"}` on connect and whenever the figures change, ' +
           'at most once a second. With an API token configured, send it in the Authorization header (read the stream with fetch).',
         tags: ['analytics'],
-        security: config.apiToken === null ? [] : [{ bearer: [] }],
         headers: ClientIdHeaders,
         response: { 200: Type.String({ description: 'text/event-stream' }), 401: Type.Ref('Error'), 429: Type.Ref('Error'), 503: Type.Ref('Error') },
       },
-      preHandler: async (request, reply) => {
-        guards.requireToken(request);
-        await guards.rateLimit('read', request, reply);
-        if (streams.size >= MAX_STREAMS) throw serviceError('STORE_UNAVAILABLE', 'too many live streams are open');
+      config: { auth: 'token', budget: 'read' },
+      preHandler: async () => {
+        if (streams.size >= MAX_STREAMS) throw serviceError('TOO_MANY_STREAMS', MAX_STREAMS);
       },
     },
     async (request, reply) => {

@@ -1,6 +1,6 @@
-// Liveness and readiness for orchestrators; never rate-limited, never behind the token.
+// Liveness and readiness for orchestrators (never rate-limited, never behind the token), and the Prometheus metrics (behind the token).
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { AppDeps } from '../app.js';
+import type { AppDeps } from '../http/deps.js';
 import { serviceError } from '../errors.js';
 
 export const healthRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
@@ -21,6 +21,15 @@ export const healthRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
       if (deps.lifecycle.shuttingDown) throw serviceError('SHUTTING_DOWN');
       await deps.store.check();
       return { status: 'ready' };
+    },
+  );
+
+  app.get(
+    '/metrics',
+    { schema: { summary: 'Prometheus metrics', tags: ['health'] }, config: { auth: 'token' } },
+    async (_request, reply) => {
+      reply.type(deps.metrics.registry.contentType);
+      return deps.metrics.registry.metrics();
     },
   );
 };

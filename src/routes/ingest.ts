@@ -1,6 +1,6 @@
 // Heartbeats in: POST /heartbeat, POST /leave (the demo's clients) and POST /heartbeats (gateways, in batches).
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { AppDeps } from '../app.js';
+import type { AppDeps } from '../http/deps.js';
 import { MAX_CLIENT_ID_LENGTH } from '../identity.js';
 import { ClientId, ClientIdHeaders, channelSchema, errorResponses } from './schemas.js';
 
@@ -34,7 +34,7 @@ export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
           ...errorResponses,
         },
       },
-      preHandler: async (request, reply) => guards.rateLimit('ingest', request, reply),
+      config: { budget: 'ingest' },
     },
     async (request, reply) => {
       const caller = guards.callerOf(request);
@@ -60,7 +60,7 @@ export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
         body: HeartbeatBody,
         response: { 200: Type.Object({ message: Type.Literal('Leave received'), ip: Type.String() }), ...errorResponses },
       },
-      preHandler: async (request, reply) => guards.rateLimit('ingest', request, reply),
+      config: { budget: 'ingest' },
     },
     async (request) => {
       const caller = guards.callerOf(request);
@@ -80,7 +80,6 @@ export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
           `Marks every id online, durably, in one commit. At most ${config.maxBatchIds} ids. ` +
           'Needs the API token when one is configured, and is rate-limited per caller like /heartbeat.',
         tags: ['ingest'],
-        security: config.apiToken === null ? [] : [{ bearer: [] }],
         headers: ClientIdHeaders,
         body: Type.Object(
           { client_ids: Type.Array(ClientId, { minItems: 1, maxItems: config.maxBatchIds }), channel: Type.Optional(Channel) },
@@ -88,12 +87,8 @@ export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
         ),
         response: { 200: Type.Object({ accepted: Type.Integer({ description: 'Heartbeats recorded' }) }), 401: Type.Ref('Error'), ...errorResponses },
       },
-      preHandler: async (request, reply) => {
-        guards.requireToken(request);
-        // The batch's caller is the gateway, named by X-Client-Id or its address, not the ids inside.
-        guards.callerOf(request, { ignoreBody: true });
-        await guards.rateLimit('ingest', request, reply);
-      },
+      // The batch's caller is the gateway, named by X-Client-Id or its address, not the ids inside.
+      config: { auth: 'token', budget: 'ingest', callerFromBody: false },
     },
     async (request, reply) => {
       const channel = request.body.channel ?? null;

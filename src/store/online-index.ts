@@ -40,10 +40,6 @@ export class OnlineIndex {
       this.lastSeenMs.delete(identity);
     }
   }
-
-  entries(): IterableIterator<[string, number]> {
-    return this.lastSeenMs.entries();
-  }
 }
 
 /** Online identities per channel, with the number of channels bounded. */

@@ -1,12 +1,21 @@
 // The embedded default store: SQLite (WAL) for durability, in-memory indexes for O(1)/O(days) counts.
 import { mkdirSync, readFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
+import { TurnBatcher } from '../batcher.js';
 import { StoreUnavailableError } from '../errors.js';
 import { ActivityIndex } from './activity-index.js';
 import { HLL_REGISTERS, hllAdd, hllCount, hllMerge } from './hll.js';
 import { ChannelIndex, OnlineIndex } from './online-index.js';
 import type { ChannelCount, DayActivity, HeartbeatRecord, RecordOutcome, Store, StoreOptions } from './store.js';
+
+/** The database's file name in the data directory (with its -wal and -shm beside it). */
+export const DATABASE_FILE = 'online-stats.sqlite';
+
+/** Where the database of a data directory is. */
+export function databasePath(dataDir: string): string {
+  return join(dataDir, DATABASE_FILE);
+}
 
 const SCHEMA = readFileSync(new URL('./sqlite/schema.sql', import.meta.url), 'utf8');
 /** How often (at most) stale channel rows are pruned and today's sketch is saved, in ms. */
@@ -40,8 +49,7 @@ export class SqliteStore implements Store {
   private readonly online: OnlineIndex;
   private readonly channels: ChannelIndex;
   private readonly activity: ActivityIndex;
-  private queue: Pending[] = [];
-  private flushScheduled = false;
+  private readonly writes = new TurnBatcher<Pending>((batch) => this.flush(batch));
   private closed = false;
   /** Latest time seen: times are made monotonic so the online index stays ordered. */
   private lastNowMs = -Infinity;
@@ -150,19 +158,11 @@ export class SqliteStore implements Store {
       pending.fail(new StoreUnavailableError('closed'));
       return;
     }
-    this.queue.push(pending);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+    this.writes.add(pending);
   }
 
   /** Commits everything queued in one transaction, then updates memory and acknowledges. */
-  private flush(): void {
-    this.flushScheduled = false;
-    const batch = this.queue;
-    this.queue = [];
-    if (batch.length === 0) return;
+  private flush(batch: readonly Pending[]): void {
     const startedMs = performance.now();
     const effects: Effect[] = [];
     const outcomes: RecordOutcome[] = [];
@@ -331,7 +331,7 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (this.closed) return;
-    this.flush();
+    this.writes.drain();
     this.closed = true;
     try {
       this.saveToday();

@@ -1,4 +1,5 @@
 // The Store contract: what the service asks of any backend, in the words of the domain.
+import type { Calendar } from '../calendar.js';
 
 /**
  * One heartbeat: an identity (a pseudonym, see identity.ts) seen now, optionally on a channel
@@ -37,15 +38,6 @@ export interface StoreOptions {
   /** Most channels online at once. */
   maxChannels: number;
   calendar: Calendar;
-}
-
-/** Day boundaries in one time zone. */
-export interface Calendar {
-  readonly timeZone: string;
-  /** The day holding `ms`: its key (YYYY-MM-DD) and its bounds in UTC epoch ms. */
-  dayOf(ms: number): { key: string; startMs: number; endMs: number };
-  /** The days from `from` to `to` inclusive, as YYYY-MM-DD keys (both given as keys). */
-  daysBetween(from: string, to: string): string[];
 }
 
 /**

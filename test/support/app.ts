@@ -8,8 +8,8 @@ import { createInterface } from 'node:readline';
 import { buildApp, type App } from '../../src/app.js';
 import { ManualClock } from '../../src/clock.js';
 import { defaultConfig, type Config } from '../../src/config.js';
-import { DATABASE_FILE, storeOptions } from '../../src/server.js';
-import { SqliteStore } from '../../src/store/sqlite.js';
+import { storeOptions } from '../../src/open-store.js';
+import { DATABASE_FILE, SqliteStore } from '../../src/store/sqlite.js';
 
 export const SECRET = 'test-secret-0123456789abcdef0123456789abcdef';
 export const T0 = Date.UTC(2026, 2, 10, 12, 0, 0);

@@ -8,8 +8,8 @@ import { chromium, type Browser } from 'playwright-core';
 import { buildApp, type App } from '../../src/app.js';
 import { systemClock } from '../../src/clock.js';
 import { defaultConfig, type Config } from '../../src/config.js';
-import { DATABASE_FILE, storeOptions } from '../../src/server.js';
-import { SqliteStore } from '../../src/store/sqlite.js';
+import { storeOptions } from '../../src/open-store.js';
+import { DATABASE_FILE, SqliteStore } from '../../src/store/sqlite.js';
 import type { HeartbeatRecord } from '../../src/store/store.js';
 
 export const CHROMIUM_PATH = '/usr/bin/chromium';

@@ -3,7 +3,7 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config, Rate } from '../config.js';
 import { serviceError } from '../errors.js';
-import { addressKey, identityOf, normalizeAddress, type Pseudonymizer } from '../identity.js';
+import { addressBlockIdentity, identityOf, normalizeAddress, type Pseudonymizer } from '../identity.js';
 import type { RateLimiterStore } from '../ratelimit/limiter.js';
 
 export interface Caller {
@@ -31,6 +31,9 @@ export interface Guards {
 }
 
 const digest = (text: string): Buffer => createHash('sha256').update(text).digest();
+
+/** The limiter's key of a budget of one identity (a pseudonym): `ingest:…`, `read:…`, `addr:…`. */
+const limiterKey = (budget: Budget | 'addr', pseudonym: string): string => `${budget}:${pseudonym}`;
 
 export function createGuards(config: Readonly<Config>, limiter: RateLimiterStore, pseudonymizer: Pseudonymizer, nowMs: () => number): Guards {
   const tokenDigest = config.apiToken === null ? null : digest(config.apiToken);
@@ -71,12 +74,12 @@ export function createGuards(config: Readonly<Config>, limiter: RateLimiterStore
       const caller = callerOf(request);
       const now = nowMs();
       if (rate !== null) {
-        const decision = await limiter.take(`${budget}:${caller.identity}`, rate, now);
+        const decision = await limiter.take(limiterKey(budget, caller.identity), rate, now);
         if (!decision.allowed) deny(reply, rate, decision.retryAfterMs, decision.resetMs);
       }
       // Clients that name themselves could rotate ids to escape the limit: their address has a cap too.
       if (caller.clientId !== undefined && config.addressRateLimit !== null) {
-        const key = `addr:${pseudonymizer.pseudonym(`ip:${addressKey(caller.address)}`)}`;
+        const key = limiterKey('addr', pseudonymizer.pseudonym(addressBlockIdentity(caller.address)));
         const decision = await limiter.take(key, config.addressRateLimit, now);
         if (!decision.allowed) deny(reply, config.addressRateLimit, decision.retryAfterMs, decision.resetMs);
       }

@@ -1,8 +1,7 @@
-// The Redis connection: standalone or Cluster (detected), failing fast instead of queueing, and Lua scripts sent by SHA.
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+// The Redis connection shared by the store and the limiter: standalone or Cluster (detected), failing fast instead of queueing.
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
-import { ConfigError, StoreUnavailableError } from '../../errors.js';
+import { flagOf } from '../config.js';
+import { ConfigError, StoreUnavailableError } from '../errors.js';
 
 /** Longest a command may wait for Redis before the request is answered 503, in ms. */
 export const REDIS_COMMAND_TIMEOUT_MS = 500;
@@ -12,25 +11,6 @@ export const REDIS_DEADLINE_MS = 900;
 const CONNECT_WAIT_MS = 5000;
 
 export type RedisClient = Redis | Cluster;
-
-/** A Lua script sent by SHA (EVALSHA), and in full only when Redis does not have it yet (after a restart). */
-export class LuaScript {
-  readonly sha: string;
-  constructor(readonly source: string) {
-    this.sha = createHash('sha1').update(source).digest('hex');
-  }
-  static load(url: URL): LuaScript {
-    return new LuaScript(readFileSync(url, 'utf8'));
-  }
-  async run(client: RedisClient, keys: readonly string[], args: readonly (string | Buffer | number)[]): Promise<unknown> {
-    try {
-      return await client.call('EVALSHA', [this.sha, keys.length, ...keys, ...args]);
-    } catch (error) {
-      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-      return client.call('EVAL', [this.source, keys.length, ...keys, ...args]);
-    }
-  }
-}
 
 /** True for failures that mean Redis cannot serve now (503), false for a bug (a script error: 500). */
 function isUnavailable(error: unknown): boolean {
@@ -70,10 +50,10 @@ function parseRedisUrl(text: string): URL {
   try {
     url = new URL(text.trim());
   } catch {
-    throw new ConfigError('--redis-url / REDIS_URL', `not a URL: ${JSON.stringify(text)}`);
+    throw new ConfigError(flagOf('redisUrl'), `not a URL: ${JSON.stringify(text)}`);
   }
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
-    throw new ConfigError('--redis-url / REDIS_URL', `expected redis:// or rediss://, got ${url.protocol}//`);
+    throw new ConfigError(flagOf('redisUrl'), `expected redis:// or rediss://, got ${url.protocol}//`);
   }
   return url;
 }
@@ -176,7 +156,7 @@ export class RedisConnection {
 export async function connectRedis(urlList: string): Promise<RedisConnection> {
   const urls = urlList.split(',').filter((part) => part.trim() !== '').map(parseRedisUrl);
   const first = urls[0];
-  if (!first) throw new ConfigError('--redis-url / REDIS_URL', 'is empty');
+  if (!first) throw new ConfigError(flagOf('redisUrl'), 'is empty');
   const shown = urls.map((url) => `${url.protocol}//${url.host}`).join(',');
   const standalone = new Redis(first.toString(), COMMON_OPTIONS);
   standalone.on('error', () => {});

@@ -1,0 +1,22 @@
+// Every answered request counted by route, method and status, and refused heartbeats by reason.
+import type { FastifyInstance } from 'fastify';
+import type { Metrics } from '../metrics.js';
+
+const INGEST_ROUTES = new Set(['/heartbeat', '/heartbeats']);
+
+export function installRequestMetrics(app: FastifyInstance, metrics: Metrics): void {
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.request(route, request.method, reply.statusCode, reply.elapsedTime / 1000);
+    if (reply.statusCode >= 400 && INGEST_ROUTES.has(route)) metrics.heartbeatsRejected(rejectionReason(reply.statusCode));
+  });
+}
+
+function rejectionReason(status: number): string {
+  if (status === 429) return 'rate_limited';
+  if (status === 401) return 'unauthorized';
+  if (status === 413) return 'too_large';
+  if (status === 415) return 'unsupported_media_type';
+  if (status >= 500) return 'unavailable';
+  return 'invalid';
+}

@@ -1,0 +1,48 @@
+// The Redis key layout of one deployment (docs/scaling.md): every key name the store and the limiter use, and the shard of an identity.
+import { flagOf } from '../config.js';
+import { ConfigError } from '../errors.js';
+
+/** Every key of shard s carries the hash tag `{<prefix><s>}`: one Cluster slot per shard. */
+export class RedisKeys {
+  constructor(
+    readonly prefix: string,
+    readonly shards: number,
+  ) {
+    if (/[{}]/.test(prefix)) throw new ConfigError(flagOf('redisPrefix'), 'must not contain { or } (they would change the hash tags)');
+  }
+
+  tag(shard: number): string {
+    return `{${this.prefix}${shard}}`;
+  }
+
+  seen = (shard: number): string => `${this.tag(shard)}:seen`;
+  left = (shard: number): string => `${this.tag(shard)}:left`;
+  days = (shard: number): string => `${this.tag(shard)}:days`;
+  chans = (shard: number): string => `${this.tag(shard)}:chans`;
+  channelPrefix = (shard: number): string => `${this.tag(shard)}:ch:`;
+  channel = (shard: number, name: string): string => `${this.channelPrefix(shard)}${name}`;
+  sketch = (shard: number, day: string): string => `${this.tag(shard)}:hll:${day}`;
+  probe = (shard: number): string => `${this.tag(shard)}:probe`;
+  /** The channel limit is one decision for all instances: one key, touched once per turn, not per heartbeat. */
+  leases = (): string => `{${this.prefix}channels}:leases`;
+  meta = (): string => `{${this.prefix}meta}`;
+  /**
+   * A rate-limit key (`ingest:<pseudonym>`, ...) in the shard `shardOf(key)` picks, so one turn's
+   * decisions share a call per shard.
+   */
+  rateLimit = (shard: number, key: string): string =>
+    `${this.tag(shard)}:rl:${Buffer.from(key, 'latin1').toString('base64url')}`;
+
+  /** Pseudonyms are uniform HMAC bytes: their last four bytes pick the shard evenly (keys ending in one do too). */
+  shardOf(identity: string): number {
+    const n = identity.length;
+    let word = 0;
+    for (let i = Math.max(0, n - 4); i < n; i++) word = ((word << 8) | (identity.charCodeAt(i) & 0xff)) >>> 0;
+    return word % this.shards;
+  }
+
+  /** Every shard's index, for reads that ask each shard and add up. */
+  shardIndexes(): number[] {
+    return Array.from({ length: this.shards }, (_, i) => i);
+  }
+}
