@@ -1,4 +1,5 @@
-// The yardstick of case 1: a bare Fastify route answering what POST /heartbeat answers, with no limiter, no identity and no storage.
+// The yardstick of case 1: a bare Fastify route answering what POST /heartbeat answers, with no limiter, no identity
+// and no storage.
 import Fastify from 'fastify';
 
 const app = Fastify({ logger: false, trustProxy: ['127.0.0.1'] });

@@ -1,8 +1,12 @@
-// HTTP load on 127.0.0.1 with autocannon, with latency percentiles from each response's own timer (autocannon's histogram keeps whole milliseconds).
+// HTTP load on 127.0.0.1 with autocannon, with latency percentiles from each response's own timer (autocannon's
+// histogram keeps whole milliseconds).
 import { request as httpRequest } from 'node:http';
 import autocannon from 'autocannon';
 
-/** Simulated clients: distinct addresses of the benchmarking range 198.18.0.0/15, only ever written into X-Forwarded-For. */
+/**
+ * Simulated clients: distinct addresses of the benchmarking range 198.18.0.0/15, only ever written into
+ * X-Forwarded-For.
+ */
 export const SIMULATED_CLIENTS = 131_072;
 
 export function simulatedAddress(n: number): string {
@@ -42,7 +46,9 @@ export interface LoadResult {
   timeouts: number;
   requestsPerSecond: number;
   okPerSecond: number;
-  /** CPU this process (the load generator) used, in cores: near 1 means the generator, not the server, may be the limit. */
+  /**
+   * CPU this process (the load generator) used, in cores: near 1 means the generator, not the server, may be the limit.
+   */
   generatorCores: number;
   /** Of 2xx responses, from the high-resolution time autocannon takes per request. */
   p50Ms: number;
@@ -72,14 +78,18 @@ class Samples {
 export function load(spec: LoadSpec): Promise<LoadResult> {
   const { vary, onOk } = spec;
   const latencies = new Samples();
-  const request: autocannon.Request = { method: spec.method, path: spec.path, ...(spec.headers ? { headers: spec.headers } : {}) };
+  const request: autocannon.Request = {
+    method: spec.method,
+    path: spec.path,
+    ...(spec.headers ? { headers: spec.headers } : {}),
+  };
   if (vary) {
     request.setupRequest = (params, context) => {
       const variation = vary();
       if (variation.path !== undefined) params.path = variation.path;
       if (variation.headers) params.headers = { ...params.headers, ...variation.headers };
       if (variation.body !== undefined) params.body = variation.body;
-      (context as { tag?: string }).tag = variation.tag;
+      (context as { tag?: string | undefined }).tag = variation.tag;
       return params;
     };
   }
@@ -100,7 +110,7 @@ export function load(spec: LoadSpec): Promise<LoadResult> {
         requests: [request],
       },
       (error, result) => {
-        if (error) return reject(error);
+        if (error) return reject(error instanceof Error ? error : new Error(String(error)));
         const seconds = (performance.now() - startedMs) / 1000;
         const cpu = process.cpuUsage(cpuBefore);
         const responses = Object.values(result.statusCodeStats ?? {}).reduce((sum, { count }) => sum + (count ?? 0), 0);
@@ -146,4 +156,3 @@ export function get(url: string, timeoutMs = 5000): Promise<{ status: number; bo
     req.end();
   });
 }
-

@@ -1,7 +1,9 @@
-// Child process of case 3: memory of an open store, or of a rate limiter fed a million callers, after full garbage collections; prints one JSON line.
+// Child process of case 3: memory of an open store, or of a rate limiter fed a million callers, after full garbage
+// collections; prints one JSON line.
 //
 //   node --expose-gc --import tsx bench/memory-probe.ts <dataDir>        {"rssBytes","heapUsedBytes","online"}
-//   node --expose-gc --import tsx bench/memory-probe.ts --rate-limiter   {"entries","maxKeys","keysFed","heapUsedBytes","rssBytes"} (growth)
+//   node --expose-gc --import tsx bench/memory-probe.ts --rate-limiter
+// {"entries","maxKeys","keysFed","heapUsedBytes","rssBytes"} (growth)
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { defaultConfig } from '../src/config.js';

@@ -1,4 +1,5 @@
-// Measures the figures docs/scaling.md's cost model rests on: Redis memory per identity, round trips and CPU per heartbeat.
+// Measures the figures docs/scaling.md's cost model rests on: Redis memory per identity, round trips and CPU per
+// heartbeat.
 //
 //   npm run build && node --import tsx bench/redis-capacity.ts [identities=1000000] [httpSeconds=10]
 //
@@ -22,14 +23,24 @@ const HTTP_SECONDS = Number(process.argv[3] ?? 10);
 const SHARDS = 16;
 const DAY_MS = 86_400_000;
 const NOW_MS = Date.UTC(2026, 2, 31, 12);
-const OPTIONS: StoreOptions = { heartbeatTimeoutMs: 600_000, maxDays: 400, maxChannels: 1000, calendar: createCalendar('UTC') };
+const OPTIONS: StoreOptions = {
+  heartbeatTimeoutMs: 600_000,
+  maxDays: 400,
+  maxChannels: 1000,
+  calendar: createCalendar('UTC'),
+};
 const SECRET = 'capacity-benchmark-secret-0123456789abcdef';
 const pseudonyms = new Pseudonymizer(SECRET);
 const identity = (n: number) => pseudonyms.pseudonym(`id:client-${n}`);
 
 async function info(redis: RedisConnection, section: string): Promise<Record<string, string>> {
   const text = String(await redis.client.call('INFO', [section]));
-  return Object.fromEntries(text.split('\r\n').filter((line) => line.includes(':')).map((line) => line.split(':', 2) as [string, string]));
+  return Object.fromEntries(
+    text
+      .split('\r\n')
+      .filter((line) => line.includes(':'))
+      .map((line) => line.split(':', 2) as [string, string]),
+  );
 }
 const usedMemory = async (redis: RedisConnection) => Number((await info(redis, 'memory')).used_memory);
 const redisCpuSeconds = async (redis: RedisConnection) => {
@@ -48,7 +59,10 @@ async function memoryOf(redis: RedisConnection, pattern: string): Promise<{ keys
   let keys = 0;
   let bytes = 0;
   do {
-    const [next, batch] = (await redis.client.call('SCAN', [cursor, 'MATCH', pattern, 'COUNT', 1000])) as [string, string[]];
+    const [next, batch] = (await redis.client.call('SCAN', [cursor, 'MATCH', pattern, 'COUNT', 1000])) as [
+      string,
+      string[],
+    ];
     cursor = next;
     for (const key of batch) {
       keys++;
@@ -69,7 +83,8 @@ async function median(times: number, fn: () => Promise<unknown>): Promise<number
   return samples[Math.floor(samples.length / 2)] as number;
 }
 
-const shiftDay = (day: string, by: number) => new Date(Date.parse(`${day}T00:00:00Z`) + by * DAY_MS).toISOString().slice(0, 10);
+const shiftDay = (day: string, by: number) =>
+  new Date(Date.parse(`${day}T00:00:00Z`) + by * DAY_MS).toISOString().slice(0, 10);
 const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits;
 
 async function memory(server: RedisServer) {
@@ -80,7 +95,10 @@ async function memory(server: RedisServer) {
   const BATCH = 2000;
   for (let start = 0; start < IDENTITIES; start += BATCH) {
     const day = Math.floor(start / BATCH) % 30;
-    const beats = Array.from({ length: Math.min(BATCH, IDENTITIES - start) }, (_, i) => ({ identity: identity(start + i), channel: null }));
+    const beats = Array.from({ length: Math.min(BATCH, IDENTITIES - start) }, (_, i) => ({
+      identity: identity(start + i),
+      channel: null,
+    }));
     await store.recordHeartbeats(beats, NOW_MS - (29 - day) * DAY_MS);
   }
   const afterIdentities = await usedMemory(redis);
@@ -92,13 +110,19 @@ async function memory(server: RedisServer) {
   const ONLINE = Math.min(100_000, IDENTITIES);
   const beforeChannels = await usedMemory(redis);
   for (let start = 0; start < ONLINE; start += BATCH) {
-    const beats = Array.from({ length: Math.min(BATCH, ONLINE - start) }, (_, i) => ({ identity: identity(start + i), channel: `channel-${(start + i) % 100}` }));
+    const beats = Array.from({ length: Math.min(BATCH, ONLINE - start) }, (_, i) => ({
+      identity: identity(start + i),
+      channel: `channel-${(start + i) % 100}`,
+    }));
     await store.recordHeartbeats(beats, NOW_MS);
   }
   const channelPresence = (await usedMemory(redis)) - beforeChannels;
   const beforeLeaves = await usedMemory(redis);
   for (let start = 0; start < ONLINE; start += BATCH) {
-    await store.recordLeaves(Array.from({ length: Math.min(BATCH, ONLINE - start) }, (_, i) => identity(start + i)), NOW_MS + 1);
+    await store.recordLeaves(
+      Array.from({ length: Math.min(BATCH, ONLINE - start) }, (_, i) => identity(start + i)),
+      NOW_MS + 1,
+    );
   }
   const leftEntries = (await usedMemory(redis)) - beforeLeaves;
   const last30 = Array.from({ length: 30 }, (_, i) => new Date(NOW_MS - (29 - i) * DAY_MS).toISOString().slice(0, 10));
@@ -109,8 +133,14 @@ async function memory(server: RedisServer) {
     dailyActivity30dMs: round(await median(21, () => store.dailyActivity(last30)), 2),
     distinctActive30dMs: round(await median(21, () => store.distinctActive(last30)), 2),
     // The 30 days before today are over: counted once, then remembered by the instance.
-    distinctActive30dPastFirstMs: round(await median(1, () => store.distinctActive(last30.map((day) => shiftDay(day, -1)))), 2),
-    distinctActive30dPastAgainMs: round(await median(21, () => store.distinctActive(last30.map((day) => shiftDay(day, -1)))), 3),
+    distinctActive30dPastFirstMs: round(
+      await median(1, () => store.distinctActive(last30.map((day) => shiftDay(day, -1)))),
+      2,
+    ),
+    distinctActive30dPastAgainMs: round(
+      await median(21, () => store.distinctActive(last30.map((day) => shiftDay(day, -1)))),
+      3,
+    ),
   };
   const distinct = await store.distinctActive(last30);
   // Rate-limit state: one key per caller and budget while its budget is not whole again.
@@ -118,7 +148,11 @@ async function memory(server: RedisServer) {
   const CALLERS = Math.min(100_000, IDENTITIES);
   const beforeLimits = await usedMemory(redis);
   for (let start = 0; start < CALLERS; start += BATCH) {
-    await Promise.all(Array.from({ length: Math.min(BATCH, CALLERS - start) }, (_, i) => limiter.take(`ingest:${identity(start + i)}`, { count: 1, periodMs: 600_000, burst: 1 }, NOW_MS)));
+    await Promise.all(
+      Array.from({ length: Math.min(BATCH, CALLERS - start) }, (_, i) =>
+        limiter.take(`ingest:${identity(start + i)}`, { count: 1, periodMs: 600_000, burst: 1 }, NOW_MS),
+      ),
+    );
   }
   const limiterKeys = (await usedMemory(redis)) - beforeLimits;
   await store.close();
@@ -144,7 +178,10 @@ async function storeThroughput(server: RedisServer, withChannels: boolean) {
   const store = await RedisStore.open({ url: server.url, prefix, shards: SHARDS }, OPTIONS);
   const KNOWN = 200_000;
   for (let start = 0; start < KNOWN; start += 2000) {
-    await store.recordHeartbeats(Array.from({ length: 2000 }, (_, i) => ({ identity: identity(start + i), channel: null })), NOW_MS - 1000);
+    await store.recordHeartbeats(
+      Array.from({ length: 2000 }, (_, i) => ({ identity: identity(start + i), channel: null })),
+      NOW_MS - 1000,
+    );
   }
   let flushes = 0;
   store.onCommit = () => flushes++;
@@ -158,7 +195,10 @@ async function storeThroughput(server: RedisServer, withChannels: boolean) {
     Array.from({ length: IN_FLIGHT }, async () => {
       while (next < BEATS) {
         const n = next++;
-        await store.recordHeartbeats([{ identity: identity(n % KNOWN), channel: withChannels ? `channel-${n % 100}` : null }], NOW_MS + Math.floor(n / 100));
+        await store.recordHeartbeats(
+          [{ identity: identity(n % KNOWN), channel: withChannels ? `channel-${n % 100}` : null }],
+          NOW_MS + Math.floor(n / 100),
+        );
       }
     }),
   );
@@ -181,11 +221,27 @@ async function storeThroughput(server: RedisServer, withChannels: boolean) {
 async function http(server: RedisServer, limiter: boolean) {
   const cli = fileURLToPath(new URL('../dist/src/cli.js', import.meta.url));
   const prefix = limiter ? 'http:' : 'httpnl:';
-  const args = ['serve', '--port', '0', '--host', '127.0.0.1', '--store', 'redis', '--redis-url', server.url, '--redis-prefix', prefix];
+  const args = [
+    'serve',
+    '--port',
+    '0',
+    '--host',
+    '127.0.0.1',
+    '--store',
+    'redis',
+    '--redis-url',
+    server.url,
+    '--redis-prefix',
+    prefix,
+  ];
   // With the limiter: both decisions a heartbeat with a client id takes (its own 1/s, and its address,
   // set high here because every request of this benchmark comes from 127.0.0.1).
   args.push('--identity-secret', SECRET, '--read-rate-limit', 'off', '--log-level', 'info');
-  args.push(...(limiter ? ['--rate-limit', '1/s', '--address-rate-limit', '1000000/s'] : ['--rate-limit', 'off', '--address-rate-limit', 'off']));
+  args.push(
+    ...(limiter
+      ? ['--rate-limit', '1/s', '--address-rate-limit', '1000000/s']
+      : ['--rate-limit', 'off', '--address-rate-limit', 'off']),
+  );
   const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     const url = await new Promise<string>((resolve, reject) => {
@@ -199,10 +255,13 @@ async function http(server: RedisServer, limiter: boolean) {
     const agent = new Agent({ keepAlive: true, maxSockets: 64 });
     const post = (clientId: string) =>
       new Promise<number>((resolve, reject) => {
-        const req = request({ agent, host: hostname, port, method: 'POST', path: '/heartbeat', headers: { 'x-client-id': clientId } }, (res) => {
-          res.resume();
-          res.on('end', () => resolve(res.statusCode ?? 0));
-        });
+        const req = request(
+          { agent, host: hostname, port, method: 'POST', path: '/heartbeat', headers: { 'x-client-id': clientId } },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          },
+        );
         req.on('error', reject);
         req.end();
       });
@@ -253,12 +312,14 @@ async function http(server: RedisServer, limiter: boolean) {
 
 const server = await startRedis();
 try {
-  const version = String((await (async () => {
-    const store = await RedisStore.open({ url: server.url, prefix: 'v:', shards: 1 }, OPTIONS);
-    const text = (await info(store.redis, 'server')).redis_version;
-    await store.close();
-    return text;
-  })()));
+  const version = String(
+    await (async () => {
+      const store = await RedisStore.open({ url: server.url, prefix: 'v:', shards: 1 }, OPTIONS);
+      const text = (await info(store.redis, 'server')).redis_version;
+      await store.close();
+      return text;
+    })(),
+  );
   const results = {
     machine: { cpus: (await import('node:os')).cpus().length, node: process.version, redis: version },
     memory: await memory(server),

@@ -31,9 +31,11 @@ export const ms = (value: number): string =>
   !Number.isFinite(value) ? 'n/a' : value < 10 ? `${value.toFixed(2)} ms` : `${count(value)} ms`;
 
 /** Bytes, in MB (10^6 bytes) from a million up. */
-export const bytes = (value: number): string => (Math.abs(value) >= 1_000_000 ? `${(value / 1_000_000).toFixed(1)} MB` : `${count(value)} B`);
+export const bytes = (value: number): string =>
+  Math.abs(value) >= 1_000_000 ? `${(value / 1_000_000).toFixed(1)} MB` : `${count(value)} B`;
 
-export const ratio = (value: number): string => (!Number.isFinite(value) ? 'n/a' : value < 100 ? value.toFixed(2) : count(value));
+export const ratio = (value: number): string =>
+  !Number.isFinite(value) ? 'n/a' : value < 100 ? value.toFixed(2) : count(value);
 
 function markdownTable(rows: readonly Row[]): string {
   const cells = (row: readonly string[]) => `| ${row.map((cell) => cell.replaceAll('|', '\\|')).join(' | ')} |`;
@@ -46,5 +48,7 @@ function markdownTable(rows: readonly Row[]): string {
 
 export function printCase(report: CaseReport): string {
   const notes = report.notes.map((note) => `- ${note}`);
-  return [`### ${report.title}`, '', markdownTable(report.rows), ...(notes.length > 0 ? ['', ...notes] : []), ''].join('\n');
+  return [`### ${report.title}`, '', markdownTable(report.rows), ...(notes.length > 0 ? ['', ...notes] : []), ''].join(
+    '\n',
+  );
 }

@@ -1,4 +1,5 @@
-// `npm run bench`: runs the benchmark cases against the built service on 127.0.0.1 and prints one Markdown table per case.
+// `npm run bench`: runs the benchmark cases against the built service on 127.0.0.1 and prints one Markdown table per
+// case.
 //
 //   npm run bench -- [--duration 10] [--connections 32] [--known 1000000] [--only 1,2,5] [--profile <dir>]
 //
@@ -28,7 +29,8 @@ const CASES: Record<number, (ctx: BenchContext) => Promise<CaseReport>> = {
   6: peerCase,
 };
 
-const USAGE = 'usage: node --import tsx bench/run.ts [--duration <s>] [--connections <n>] [--known <n>] [--only 1,2,5] [--profile <dir>]';
+const USAGE =
+  'usage: node --import tsx bench/run.ts [--duration <s>] [--connections <n>] [--known <n>] [--only 1,2,5] [--profile <dir>]';
 
 function usageError(message: string): never {
   process.stderr.write(`bench: ${message}\n${USAGE}\n`);
@@ -37,7 +39,8 @@ function usageError(message: string): never {
 
 function positive(name: string, text: string, integer: boolean): number {
   const value = Number(text);
-  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) usageError(`--${name} must be a positive ${integer ? 'whole ' : ''}number (got ${text})`);
+  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value)))
+    usageError(`--${name} must be a positive ${integer ? 'whole ' : ''}number (got ${text})`);
   return value;
 }
 
@@ -91,7 +94,9 @@ process.stdout.write(
     '## online-stats benchmarks',
     '',
     `- date: ${new Date().toISOString()}`,
-    `- CPU: ${processors[0]?.model.trim() ?? 'unknown'} × ${processors.length}; load average at start ${loadavg().map((load) => load.toFixed(2)).join(' ')}`,
+    `- CPU: ${processors[0]?.model.trim() ?? 'unknown'} × ${processors.length}; load average at start ${loadavg()
+      .map((load) => load.toFixed(2))
+      .join(' ')}`,
     `- Node.js ${process.version}`,
     `- command: ${[process.execPath, ...process.execArgv, ...process.argv.slice(1)].join(' ')}`,
     '',
@@ -111,5 +116,7 @@ for (const n of flags.only) {
   }
   log(`case ${n} took ${((performance.now() - caseStartedMs) / 1000).toFixed(0)} s`);
 }
-process.stdout.write(`Total time: ${((performance.now() - startedMs) / 1000).toFixed(0)} s${broken > 0 ? `; ${broken} case(s) broke` : ''}\n`);
+process.stdout.write(
+  `Total time: ${((performance.now() - startedMs) / 1000).toFixed(0)} s${broken > 0 ? `; ${broken} case(s) broke` : ''}\n`,
+);
 process.exit(broken > 0 ? 1 : 0);

@@ -1,4 +1,5 @@
-// Fills a data directory with N known identities, M of them online, through the store's own import (seconds for a million).
+// Fills a data directory with N known identities, M of them online, through the store's own import (seconds for a
+// million).
 import { join } from 'node:path';
 import { defaultConfig } from '../src/config.js';
 import { PSEUDONYM_BYTES, Pseudonymizer, identityOf } from '../src/identity.js';
@@ -7,7 +8,10 @@ import { DATABASE_FILE, SqliteStore } from '../src/store/sqlite.js';
 
 const MINUTE_MS = 60_000;
 const DAY_MS = 86_400_000;
-/** Online identities were last seen within this much before the seed: half the heartbeat timeout, so they stay online for minutes. */
+/**
+ * Online identities were last seen within this much before the seed: half the heartbeat timeout, so they stay online
+ * for minutes.
+ */
 const ONLINE_WINDOW_MS = 5 * MINUTE_MS;
 /** Offline identities are spread from just past the timeout back to this age. */
 const HISTORY_MS = 60 * DAY_MS;
@@ -33,7 +37,8 @@ function pseudonymTable(secret: string, size: number): Buffer {
   const from = table?.secret === secret ? table.size : 0;
   if (from > 0) table?.pseudonyms.copy(pseudonyms, 0, 0, from * PSEUDONYM_BYTES);
   const pseudonymizer = new Pseudonymizer(secret);
-  for (let n = from; n < size; n++) pseudonyms.write(pseudonymizer.pseudonym(seededIdentity(n)), n * PSEUDONYM_BYTES, 'latin1');
+  for (let n = from; n < size; n++)
+    pseudonyms.write(pseudonymizer.pseudonym(seededIdentity(n)), n * PSEUDONYM_BYTES, 'latin1');
   table = { secret, pseudonyms, size };
   return pseudonyms;
 }
@@ -50,19 +55,29 @@ function* entries(plan: SeedPlan): Generator<{ identity: string; lastSeenMs: num
     const lastSeenMs =
       n < plan.online
         ? plan.nowMs - Math.floor((n * ONLINE_WINDOW_MS) / Math.max(1, plan.online))
-        : plan.nowMs - OFFLINE_AFTER_MS - Math.floor(((n - plan.online) * (HISTORY_MS - OFFLINE_AFTER_MS)) / Math.max(1, offline));
+        : plan.nowMs -
+          OFFLINE_AFTER_MS -
+          Math.floor(((n - plan.online) * (HISTORY_MS - OFFLINE_AFTER_MS)) / Math.max(1, offline));
     yield { identity: pseudonyms.toString('latin1', n * PSEUDONYM_BYTES, (n + 1) * PSEUDONYM_BYTES), lastSeenMs };
   }
 }
 
-/** Seeds `dataDir` (the store's default options) and closes the store, so the WAL is checkpointed into the database file. */
-export async function seedDataDir(dataDir: string, plan: SeedPlan, progress: (message: string) => void = () => {}): Promise<{ seconds: number }> {
+/**
+ * Seeds `dataDir` (the store's default options) and closes the store, so the WAL is checkpointed into the database
+ * file.
+ */
+export async function seedDataDir(
+  dataDir: string,
+  plan: SeedPlan,
+  progress: (message: string) => void = () => {},
+): Promise<{ seconds: number }> {
   const startedMs = performance.now();
   const store = SqliteStore.open(join(dataDir, DATABASE_FILE), storeOptions(defaultConfig()), plan.nowMs);
   try {
     store.importIdentities(entries(plan), (done) => {
       // Only worth a line when it is slow (a loaded machine, or far more than a million).
-      if (performance.now() - startedMs > 5000) progress(`  seeded ${done.toLocaleString('en-US')} of ${plan.known.toLocaleString('en-US')} identities`);
+      if (performance.now() - startedMs > 5000)
+        progress(`  seeded ${done.toLocaleString('en-US')} of ${plan.known.toLocaleString('en-US')} identities`);
     });
   } finally {
     await store.close();
@@ -70,10 +85,15 @@ export async function seedDataDir(dataDir: string, plan: SeedPlan, progress: (me
   return { seconds: (performance.now() - startedMs) / 1000 };
 }
 
-/** How long a seeded directory may be reused: its online identities stay online for at least 5 minutes after the seed. */
+/**
+ * How long a seeded directory may be reused: its online identities stay online for at least 5 minutes after the seed.
+ */
 const REUSE_FOR_MS = 3 * MINUTE_MS;
 
-/** Seeded directories shared by the cases that only read them (2, 3 and 4), re-seeded once too old to be "N online" still. */
+/**
+ * Seeded directories shared by the cases that only read them (2, 3 and 4), re-seeded once too old to be "N online"
+ * still.
+ */
 export class SeededDirs {
   private readonly dirs = new Map<string, { dataDir: string; seededMs: number }>();
 
@@ -89,8 +109,14 @@ export class SeededDirs {
     if (cached && Date.now() - cached.seededMs < REUSE_FOR_MS) return cached.dataDir;
     const dataDir = this.makeDir(`seed-${known}-${online}`);
     const seededMs = Date.now();
-    const { seconds } = await seedDataDir(dataDir, { known, online, secret: this.secret, nowMs: seededMs }, this.progress);
-    this.progress(`  seeded ${known.toLocaleString('en-US')} known / ${online.toLocaleString('en-US')} online in ${seconds.toFixed(1)} s`);
+    const { seconds } = await seedDataDir(
+      dataDir,
+      { known, online, secret: this.secret, nowMs: seededMs },
+      this.progress,
+    );
+    this.progress(
+      `  seeded ${known.toLocaleString('en-US')} known / ${online.toLocaleString('en-US')} online in ${seconds.toFixed(1)} s`,
+    );
     this.dirs.set(key, { dataDir, seededMs });
     return dataDir;
   }

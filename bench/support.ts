@@ -1,4 +1,5 @@
-// Child processes and scratch directories of the benchmarks: every one is tracked and killed (SIGKILL) or removed on exit, also on failure.
+// Child processes and scratch directories of the benchmarks: every one is tracked and killed (SIGKILL) or removed on
+// exit, also on failure.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,7 +7,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-// The tests' helper: a port the kernel just handed out on 127.0.0.1 (uvicorn, and a restart on the same port, need one chosen up front).
+// The tests' helper: a port the kernel just handed out on 127.0.0.1 (uvicorn, and a restart on the same port, need one
+// chosen up front).
 export { freePort } from '../test/support/redis-server.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -15,7 +17,10 @@ export const CLI = join(REPO_ROOT, 'dist', 'src', 'cli.js');
 export const SECRET = 'online-stats-benchmark-secret-0123456789abcdef';
 /** How long a process may take to start listening before the benchmark gives up on it. */
 const START_TIMEOUT_MS = 60_000;
-/** Lines of output kept per stream, for error messages; the rest is read and dropped so a child never blocks on a full pipe. */
+/**
+ * Lines of output kept per stream, for error messages; the rest is read and dropped so a child never blocks on a full
+ * pipe.
+ */
 const KEPT_LINES = 200;
 
 export interface Exit {
@@ -30,7 +35,10 @@ export interface Tracked {
   readonly exited: Promise<Exit>;
   /** The last lines of stdout and stderr. */
   tail(): string;
-  /** Resolves with the first line (past or future) of stdout or stderr matching `pattern`; rejects if the process exits first or time runs out. */
+  /**
+   * Resolves with the first line (past or future) of stdout or stderr matching `pattern`; rejects if the process exits
+   * first or time runs out.
+   */
   waitForLine(pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray>;
 }
 
@@ -61,7 +69,6 @@ export function spawnTracked(label: string, command: string, args: readonly stri
   };
   if (child.stdout) createInterface({ input: child.stdout }).on('line', onLine);
   if (child.stderr) createInterface({ input: child.stderr }).on('line', onLine);
-  let tracked: Tracked;
   const exited = new Promise<Exit>((resolve) => {
     child.once('exit', (code, signal) => {
       alive.delete(tracked);
@@ -73,7 +80,7 @@ export function spawnTracked(label: string, command: string, args: readonly stri
       resolve({ code: -1, signal: null });
     });
   });
-  tracked = {
+  const tracked: Tracked = {
     label,
     child,
     pid: child.pid ?? -1,
@@ -101,7 +108,9 @@ export function spawnTracked(label: string, command: string, args: readonly stri
         waiters.add(waiter);
         void exited.then((exit) => {
           done();
-          reject(new Error(`${label} exited (${exit.code ?? exit.signal}) before printing ${pattern}:\n${tracked.tail()}`));
+          reject(
+            new Error(`${label} exited (${exit.code ?? exit.signal}) before printing ${pattern}:\n${tracked.tail()}`),
+          );
         });
       });
     },
@@ -111,8 +120,13 @@ export function spawnTracked(label: string, command: string, args: readonly stri
 }
 
 /** Sends `signal`, waits up to `graceMs` for the exit, then SIGKILLs. */
-export async function stop(tracked: Tracked, signal: NodeJS.Signals = 'SIGTERM', graceMs = 10_000): Promise<Exit & { forced: boolean }> {
-  if (tracked.child.exitCode !== null || tracked.child.signalCode !== null) return { ...(await tracked.exited), forced: false };
+export async function stop(
+  tracked: Tracked,
+  signal: NodeJS.Signals = 'SIGTERM',
+  graceMs = 10_000,
+): Promise<Exit & { forced: boolean }> {
+  if (tracked.child.exitCode !== null || tracked.child.signalCode !== null)
+    return { ...(await tracked.exited), forced: false };
   tracked.child.kill(signal);
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), graceMs)));
@@ -142,18 +156,40 @@ async function listening(tracked: Tracked): Promise<Listening> {
 }
 
 /** The built service (`npm run build` first) on 127.0.0.1, with `nodeFlags` for node itself (--cpu-prof). */
-export function startService(args: readonly string[], options: { port?: number; nodeFlags?: readonly string[] } = {}): Promise<Listening> {
-  const serveArgs = ['serve', '--host', '127.0.0.1', '--port', String(options.port ?? 0), '--log-level', 'info', '--identity-secret', SECRET, ...args];
+export function startService(
+  args: readonly string[],
+  options: { port?: number; nodeFlags?: readonly string[] } = {},
+): Promise<Listening> {
+  const serveArgs = [
+    'serve',
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(options.port ?? 0),
+    '--log-level',
+    'info',
+    '--identity-secret',
+    SECRET,
+    ...args,
+  ];
   return listening(spawnTracked('online-stats', process.execPath, [...(options.nodeFlags ?? []), CLI, ...serveArgs]));
 }
 
 /** The bare Fastify route of bench/baseline.ts, in its own process like the service. */
 export function startBaseline(): Promise<Listening> {
-  return listening(spawnTracked('baseline', process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench', 'baseline.ts')]));
+  return listening(
+    spawnTracked('baseline', process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench', 'baseline.ts')]),
+  );
 }
 
 /** Runs a command to its end (bounded by `timeoutMs`), throwing with its output unless it exits 0. */
-export async function runToEnd(label: string, command: string, args: readonly string[], timeoutMs: number, cwd = REPO_ROOT): Promise<void> {
+export async function runToEnd(
+  label: string,
+  command: string,
+  args: readonly string[],
+  timeoutMs: number,
+  cwd = REPO_ROOT,
+): Promise<void> {
   const tracked = spawnTracked(label, command, args, cwd);
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), timeoutMs)));

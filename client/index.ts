@@ -1,4 +1,5 @@
-// The online-stats client SDK for browsers and Node: heartbeats at an interval with jitter, backoff, Retry-After and leave.
+// The online-stats client SDK for browsers and Node: heartbeats at an interval with jitter, backoff, Retry-After and
+// leave.
 // No dependencies and no imports: the compiled file is also the browser build the service serves at /client.js.
 
 /** What `createHeartbeat` needs; only `url` is required. */
@@ -13,11 +14,17 @@ export interface HeartbeatOptions {
   jitter?: number;
   /** A stable anonymous id; default: one kept in localStorage (browsers) or made for this process (Node). */
   clientId?: string;
-  /** Where the id (and the time of the last beacon leave) is kept between pages; default: localStorage when there is one, `null` for none. */
+  /**
+   * Where the id (and the time of the last beacon leave) is kept between pages; default: localStorage when there is
+   * one, `null` for none.
+   */
   storage?: IdStorage | null;
   /** The key of the id in `storage`. */
   storageKey?: string;
-  /** In a browser, send `leave` through navigator.sendBeacon when the page is hidden and resume when it shows again. Default true. */
+  /**
+   * In a browser, send `leave` through navigator.sendBeacon when the page is hidden and resume when it shows again.
+   * Default true.
+   */
   leaveOnHide?: boolean;
   /** Longest wait after repeated errors, in ms. */
   maxBackoffMs?: number;
@@ -112,7 +119,10 @@ export function createHeartbeat(options: HeartbeatOptions): Heartbeat {
   if (!(jitter >= 0 && jitter <= 1)) throw new RangeError('jitter must be between 0 and 1');
   const maxBackoffMs = Math.max(intervalMs, positive(options.maxBackoffMs ?? DEFAULT_MAX_BACKOFF_MS, 'maxBackoffMs'));
   const requestTimeoutMs = positive(options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, 'requestTimeoutMs');
-  const timers: Timers = options.timers ?? { setTimeout: (fn, ms) => setTimeout(fn, ms), clearTimeout: (h) => clearTimeout(h as never) };
+  const timers: Timers = options.timers ?? {
+    setTimeout: (fn, ms) => setTimeout(fn, ms),
+    clearTimeout: (h) => clearTimeout(h as never),
+  };
   const now = options.now ?? (() => Date.now());
   const random = options.random ?? Math.random;
   const doFetch: FetchLike = options.fetch ?? ((url, init) => fetch(url, init));
@@ -122,7 +132,9 @@ export function createHeartbeat(options: HeartbeatOptions): Heartbeat {
   const storageKey = options.storageKey ?? DEFAULT_STORAGE_KEY;
   const leftAtKey = `${storageKey}:left-at`;
   const clientId = options.clientId ?? storedClientId(storage, storageKey, random);
-  const body = JSON.stringify(options.channel === undefined ? { client_id: clientId } : { client_id: clientId, channel: options.channel });
+  const body = JSON.stringify(
+    options.channel === undefined ? { client_id: clientId } : { client_id: clientId, channel: options.channel },
+  );
   const json = { 'content-type': 'application/json' };
 
   let running = false;
@@ -154,7 +166,12 @@ export function createHeartbeat(options: HeartbeatOptions): Heartbeat {
         const retryAfterMs = parseRetryAfterMs(response.headers.get('retry-after'), now());
         if (retryAfterMs === null) throw new HttpError(429);
         // Exactly as asked, except that "0" (or a date already past) must not turn into a tight loop.
-        result = { kind: 'rate-limited', status: 429, retryAfterMs, nextInMs: Math.max(retryAfterMs, MIN_RETRY_AFTER_MS) };
+        result = {
+          kind: 'rate-limited',
+          status: 429,
+          retryAfterMs,
+          nextInMs: Math.max(retryAfterMs, MIN_RETRY_AFTER_MS),
+        };
       } else if (!response.ok) {
         throw new HttpError(response.status);
       } else {

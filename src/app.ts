@@ -1,4 +1,5 @@
-// buildApp(): assembles the Fastify app from injected config, store and clock: the request pipeline (http/), then the routes; no I/O at import.
+// buildApp(): assembles the Fastify app from injected config, store and clock: the request pipeline (http/), then the
+// routes; no I/O at import.
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import cors from '@fastify/cors';
@@ -108,6 +109,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   await app.register(eventRoutes, deps);
   await app.register(dashboardRoutes, deps);
 
-  if ('onCommit' in store) (store as { onCommit: AppDeps['metrics']['commit'] | null }).onCommit = (n, ms) => metrics.commit(n, ms);
-  return Object.assign(app, { deps }) as unknown as App;
+  if ('onCommit' in store)
+    (store as { onCommit: AppDeps['metrics']['commit'] | null }).onCommit = (n, ms) => metrics.commit(n, ms);
+  return Object.assign(app, { deps });
 }

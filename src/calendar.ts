@@ -49,9 +49,17 @@ export function createCalendar(timeZone: string): Calendar {
   // Offset of the zone from UTC at `ms`, in ms (local = utc + offset).
   const offsetAt = (ms: number): number => {
     const parts: Record<string, number> = {};
-    for (const part of format.formatToParts(new Date(ms))) if (part.type !== 'literal') parts[part.type] = Number(part.value);
-    const local = Date.UTC(parts.year ?? 0, (parts.month ?? 1) - 1, parts.day ?? 1, parts.hour ?? 0, parts.minute ?? 0, parts.second ?? 0);
-    return local - (ms - (ms % 1000 + 1000) % 1000);
+    for (const part of format.formatToParts(new Date(ms)))
+      if (part.type !== 'literal') parts[part.type] = Number(part.value);
+    const local = Date.UTC(
+      parts.year ?? 0,
+      (parts.month ?? 1) - 1,
+      parts.day ?? 1,
+      parts.hour ?? 0,
+      parts.minute ?? 0,
+      parts.second ?? 0,
+    );
+    return local - (ms - (((ms % 1000) + 1000) % 1000));
   };
   // The UTC instant at which local date `dateUtcMidnight` (a UTC-midnight of the same y-m-d) begins.
   const localMidnight = (dateUtcMidnight: number): number => {

@@ -21,7 +21,13 @@ Exit codes: 0 done, 1 failure, 2 bad command line or configuration.
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  if (command === undefined || command === '--help' || command === '-h' || command === 'help' || rest.includes('--help')) {
+  if (
+    command === undefined ||
+    command === '--help' ||
+    command === '-h' ||
+    command === 'help' ||
+    rest.includes('--help')
+  ) {
     process.stdout.write(HELP);
     return command === undefined ? 2 : 0;
   }
@@ -56,7 +62,7 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`online-stats: invalid setting ${error.message}\n`);
       process.exitCode = 2;
     } else if (error instanceof DataDirLockedError || error instanceof ImportError) {
-      process.stderr.write(`online-stats: ${(error as Error).message}\n`);
+      process.stderr.write(`online-stats: ${error.message}\n`);
       process.exitCode = 1;
     } else {
       process.stderr.write(`online-stats: ${(error as Error).stack ?? String(error)}\n`);

@@ -1,4 +1,5 @@
 // The only reader of flags and environment: one table of settings with defaults and units, validated once, frozen.
+// One job, over 350 lines because the table has a row per setting; parsing and checks follow it.
 import { parseArgs } from 'node:util';
 import ipaddr from 'ipaddr.js';
 import { ConfigError } from './errors.js';
@@ -57,29 +58,203 @@ interface Setting {
 
 /** Every setting: flag, environment variable, default (as typed on a command line) and meaning. */
 export const SETTINGS: readonly Setting[] = [
-  { key: 'port', flag: 'port', env: 'PORT', kind: 'int', default: '8001', min: 0, max: 65535, help: 'TCP port to listen on' },
+  {
+    key: 'port',
+    flag: 'port',
+    env: 'PORT',
+    kind: 'int',
+    default: '8001',
+    min: 0,
+    max: 65535,
+    help: 'TCP port to listen on',
+  },
   { key: 'host', flag: 'host', env: 'HOST', kind: 'string', default: '0.0.0.0', help: 'address to listen on' },
-  { key: 'dataDir', flag: 'data-dir', env: 'DATA_DIR', kind: 'string', default: './data', help: 'directory of the SQLite database and the identity secret' },
-  { key: 'store', flag: 'store', env: 'STORE', kind: 'enum', values: ['sqlite', 'redis'], default: 'sqlite', help: 'where heartbeats are kept: sqlite (embedded) or redis (many instances)' },
-  { key: 'redisUrl', flag: 'redis-url', env: 'REDIS_URL', kind: 'string', default: '', help: 'redis://host:port[/db] (or several, comma-separated, for a Redis Cluster); needed with --store redis' },
-  { key: 'redisPrefix', flag: 'redis-prefix', env: 'REDIS_PREFIX', kind: 'string', default: 'os:', help: 'prefix of every Redis key, so several deployments can share one Redis (no { or })' },
-  { key: 'redisShards', flag: 'redis-shards', env: 'REDIS_SHARDS', kind: 'int', default: '16', min: 1, max: 1024, help: 'Redis keys (hash tags, Cluster slots) identities are spread over; the same on every instance, fixed once data exists' },
-  { key: 'heartbeatTimeoutMs', flag: 'heartbeat-timeout', env: 'HEARTBEAT_TIMEOUT', kind: 'duration', default: '10m', min: 1000, help: 'a client is online this long after its last heartbeat (30s, 10m, 1h)' },
-  { key: 'ingestRateLimit', flag: 'rate-limit', env: 'RATE_LIMIT', kind: 'rate', default: '1/s', help: 'heartbeats and leaves per identity: N/s, N/m, N/h, optional burst N/s:B, or off' },
-  { key: 'readRateLimit', flag: 'read-rate-limit', env: 'READ_RATE_LIMIT', kind: 'rate', default: '1/s', help: 'reads per identity, a budget separate from heartbeats (same syntax)' },
-  { key: 'addressRateLimit', flag: 'address-rate-limit', env: 'ADDRESS_RATE_LIMIT', kind: 'rate', default: '50/s:100', help: 'all requests from one address (IPv6: one /64), whatever client ids it sends (same syntax)' },
-  { key: 'rateLimitMaxKeys', flag: 'rate-limit-max-keys', env: 'RATE_LIMIT_MAX_KEYS', kind: 'int', default: '100000', min: 100, max: 100_000_000, help: 'callers each in-process limiter remembers (at most 200 bytes each); the least recently seen are forgotten beyond it' },
-  { key: 'trustProxy', flag: 'trust-proxy', env: 'TRUST_PROXY', kind: 'list', default: '', help: 'comma-separated CIDRs of proxies whose X-Forwarded-For is believed (none by default)' },
-  { key: 'maxDays', flag: 'max-days', env: 'MAX_DAYS', kind: 'int', default: '3650', min: 1, max: 36500, help: 'largest accepted days= of /total_users' },
-  { key: 'apiToken', flag: 'api-token', env: 'API_TOKEN', kind: 'string', default: '', secret: true, help: 'when set, reads and batch ingest need "Authorization: Bearer <token>"' },
-  { key: 'identitySecret', flag: 'identity-secret', env: 'IDENTITY_SECRET', kind: 'string', default: '', secret: true, help: 'HMAC key that pseudonymises identities (at least 32 characters); default: made at first start in the data directory; required with --store redis' },
-  { key: 'logLevel', flag: 'log-level', env: 'LOG_LEVEL', kind: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', help: 'log level' },
-  { key: 'maxChannels', flag: 'max-channels', env: 'MAX_CHANNELS', kind: 'int', default: '1000', min: 1, max: 1_000_000, help: 'distinct channels that may be online at once' },
-  { key: 'maxChannelLength', flag: 'max-channel-length', env: 'MAX_CHANNEL_LENGTH', kind: 'int', default: '64', min: 1, max: 1024, help: 'longest channel name, in characters' },
-  { key: 'maxBatchIds', flag: 'max-batch-ids', env: 'MAX_BATCH_IDS', kind: 'int', default: '10000', min: 1, max: 1_000_000, help: 'most client ids in one POST /heartbeats' },
-  { key: 'corsOrigins', flag: 'cors-origin', env: 'CORS_ORIGIN', kind: 'list', default: '', help: 'comma-separated origins whose pages may call the API (* for any); none by default' },
-  { key: 'timeZone', flag: 'time-zone', env: 'TIME_ZONE', kind: 'string', default: 'UTC', help: 'IANA time zone where analytics days begin and end' },
-  { key: 'shutdownTimeoutMs', flag: 'shutdown-timeout', env: 'SHUTDOWN_TIMEOUT', kind: 'duration', default: '10s', min: 0, help: 'on SIGTERM, longest wait for in-flight requests before closing' },
+  {
+    key: 'dataDir',
+    flag: 'data-dir',
+    env: 'DATA_DIR',
+    kind: 'string',
+    default: './data',
+    help: 'directory of the SQLite database and the identity secret',
+  },
+  {
+    key: 'store',
+    flag: 'store',
+    env: 'STORE',
+    kind: 'enum',
+    values: ['sqlite', 'redis'],
+    default: 'sqlite',
+    help: 'where heartbeats are kept: sqlite (embedded) or redis (many instances)',
+  },
+  {
+    key: 'redisUrl',
+    flag: 'redis-url',
+    env: 'REDIS_URL',
+    kind: 'string',
+    default: '',
+    help: 'redis://host:port[/db] (or several, comma-separated, for a Redis Cluster); needed with --store redis',
+  },
+  {
+    key: 'redisPrefix',
+    flag: 'redis-prefix',
+    env: 'REDIS_PREFIX',
+    kind: 'string',
+    default: 'os:',
+    help: 'prefix of every Redis key, so several deployments can share one Redis (no { or })',
+  },
+  {
+    key: 'redisShards',
+    flag: 'redis-shards',
+    env: 'REDIS_SHARDS',
+    kind: 'int',
+    default: '16',
+    min: 1,
+    max: 1024,
+    help: 'Redis keys (hash tags, Cluster slots) identities are spread over; the same on every instance, fixed once data exists',
+  },
+  {
+    key: 'heartbeatTimeoutMs',
+    flag: 'heartbeat-timeout',
+    env: 'HEARTBEAT_TIMEOUT',
+    kind: 'duration',
+    default: '10m',
+    min: 1000,
+    help: 'a client is online this long after its last heartbeat (30s, 10m, 1h)',
+  },
+  {
+    key: 'ingestRateLimit',
+    flag: 'rate-limit',
+    env: 'RATE_LIMIT',
+    kind: 'rate',
+    default: '1/s',
+    help: 'heartbeats and leaves per identity: N/s, N/m, N/h, optional burst N/s:B, or off',
+  },
+  {
+    key: 'readRateLimit',
+    flag: 'read-rate-limit',
+    env: 'READ_RATE_LIMIT',
+    kind: 'rate',
+    default: '1/s',
+    help: 'reads per identity, a budget separate from heartbeats (same syntax)',
+  },
+  {
+    key: 'addressRateLimit',
+    flag: 'address-rate-limit',
+    env: 'ADDRESS_RATE_LIMIT',
+    kind: 'rate',
+    default: '50/s:100',
+    help: 'all requests from one address (IPv6: one /64), whatever client ids it sends (same syntax)',
+  },
+  {
+    key: 'rateLimitMaxKeys',
+    flag: 'rate-limit-max-keys',
+    env: 'RATE_LIMIT_MAX_KEYS',
+    kind: 'int',
+    default: '100000',
+    min: 100,
+    max: 100_000_000,
+    help: 'callers each in-process limiter remembers (at most 200 bytes each); the least recently seen are forgotten beyond it',
+  },
+  {
+    key: 'trustProxy',
+    flag: 'trust-proxy',
+    env: 'TRUST_PROXY',
+    kind: 'list',
+    default: '',
+    help: 'comma-separated CIDRs of proxies whose X-Forwarded-For is believed (none by default)',
+  },
+  {
+    key: 'maxDays',
+    flag: 'max-days',
+    env: 'MAX_DAYS',
+    kind: 'int',
+    default: '3650',
+    min: 1,
+    max: 36500,
+    help: 'largest accepted days= of /total_users',
+  },
+  {
+    key: 'apiToken',
+    flag: 'api-token',
+    env: 'API_TOKEN',
+    kind: 'string',
+    default: '',
+    secret: true,
+    help: 'when set, reads and batch ingest need "Authorization: Bearer <token>"',
+  },
+  {
+    key: 'identitySecret',
+    flag: 'identity-secret',
+    env: 'IDENTITY_SECRET',
+    kind: 'string',
+    default: '',
+    secret: true,
+    help: 'HMAC key that pseudonymises identities (at least 32 characters); default: made at first start in the data directory; required with --store redis',
+  },
+  {
+    key: 'logLevel',
+    flag: 'log-level',
+    env: 'LOG_LEVEL',
+    kind: 'enum',
+    values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+    default: 'info',
+    help: 'log level',
+  },
+  {
+    key: 'maxChannels',
+    flag: 'max-channels',
+    env: 'MAX_CHANNELS',
+    kind: 'int',
+    default: '1000',
+    min: 1,
+    max: 1_000_000,
+    help: 'distinct channels that may be online at once',
+  },
+  {
+    key: 'maxChannelLength',
+    flag: 'max-channel-length',
+    env: 'MAX_CHANNEL_LENGTH',
+    kind: 'int',
+    default: '64',
+    min: 1,
+    max: 1024,
+    help: 'longest channel name, in characters',
+  },
+  {
+    key: 'maxBatchIds',
+    flag: 'max-batch-ids',
+    env: 'MAX_BATCH_IDS',
+    kind: 'int',
+    default: '10000',
+    min: 1,
+    max: 1_000_000,
+    help: 'most client ids in one POST /heartbeats',
+  },
+  {
+    key: 'corsOrigins',
+    flag: 'cors-origin',
+    env: 'CORS_ORIGIN',
+    kind: 'list',
+    default: '',
+    help: 'comma-separated origins whose pages may call the API (* for any); none by default',
+  },
+  {
+    key: 'timeZone',
+    flag: 'time-zone',
+    env: 'TIME_ZONE',
+    kind: 'string',
+    default: 'UTC',
+    help: 'IANA time zone where analytics days begin and end',
+  },
+  {
+    key: 'shutdownTimeoutMs',
+    flag: 'shutdown-timeout',
+    env: 'SHUTDOWN_TIMEOUT',
+    kind: 'duration',
+    default: '10s',
+    min: 0,
+    help: 'on SIGTERM, longest wait for in-flight requests before closing',
+  },
 ];
 
 const nameOf = (setting: Setting): string => `--${setting.flag} / ${setting.env}`;
@@ -141,7 +316,12 @@ function convert(setting: Setting, raw: string): unknown {
       if (!setting.values?.includes(raw)) bad(`expected one of ${setting.values?.join(', ')}`);
       return raw;
     case 'list':
-      return Object.freeze(raw.split(',').map((part) => part.trim()).filter(Boolean));
+      return Object.freeze(
+        raw
+          .split(',')
+          .map((part) => part.trim())
+          .filter(Boolean),
+      );
     case 'string':
       return raw === '' ? null : raw;
   }
@@ -160,12 +340,15 @@ function checkCidr(text: string): void {
  * Reads settings from flags (first), then environment, then defaults; validates every one and
  * returns a frozen object. Throws ConfigError naming the setting on the first bad value.
  */
-export function loadConfig(argv: readonly string[] = [], env: Readonly<Record<string, string | undefined>> = {}): Readonly<Config> {
+export function loadConfig(
+  argv: readonly string[] = [],
+  env: Readonly<Record<string, string | undefined>> = {},
+): Readonly<Config> {
   const options: Record<string, { type: 'string' }> = {};
   for (const setting of SETTINGS) options[setting.flag] = { type: 'string' };
   let values: Record<string, string | undefined>;
   try {
-    values = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as Record<string, string | undefined>;
+    values = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values;
   } catch (error) {
     throw new ConfigError('flags', (error as Error).message);
   }
@@ -182,7 +365,10 @@ export function loadConfig(argv: readonly string[] = [], env: Readonly<Record<st
     throw new ConfigError(flagOf('identitySecret'), 'must be at least 32 characters');
   }
   if (result.redisPrefix !== null && /[{}]/.test(result.redisPrefix)) {
-    throw new ConfigError(flagOf('redisPrefix'), 'must not contain { or } (they would change the Redis Cluster hash tags)');
+    throw new ConfigError(
+      flagOf('redisPrefix'),
+      'must not contain { or } (they would change the Redis Cluster hash tags)',
+    );
   }
   if (result.store === 'redis' && result.redisUrl === null) {
     throw new ConfigError(flagOf('redisUrl'), 'is required with --store redis');
@@ -213,5 +399,8 @@ export function defaultConfig(overrides: Partial<Config> = {}): Readonly<Config>
 
 /** Help lines for the CLI and the README's configuration table. */
 export function settingsHelp(): string {
-  return SETTINGS.map((s) => `  --${s.flag} <value>`.padEnd(32) + `${s.help} [${s.env}; default: ${s.default === '' ? 'none' : s.default}]`).join('\n');
+  return SETTINGS.map(
+    (s) =>
+      `  --${s.flag} <value>`.padEnd(32) + `${s.help} [${s.env}; default: ${s.default === '' ? 'none' : s.default}]`,
+  ).join('\n');
 }

@@ -1,4 +1,5 @@
-// Every error the service raises: one table of codes (code -> HTTP status and message, never reused) and the error classes.
+// Every error the service raises: one table of codes (code -> HTTP status and message, never reused) and the error
+// classes.
 import createError from '@fastify/error';
 
 export const ERRORS = {
@@ -6,7 +7,11 @@ export const ERRORS = {
   UNAUTHORIZED: { status: 401, message: 'a valid "Authorization: Bearer <token>" header is required' },
   INVALID_CLIENT_ID: { status: 400, message: 'client_id: %s' },
   INVALID_CHANNEL: { status: 400, message: 'channel: %s' },
-  TOO_MANY_CHANNELS: { status: 422, message: 'channel: %s distinct channels are online already (the configured maximum); retry later or raise --max-channels' },
+  TOO_MANY_CHANNELS: {
+    status: 422,
+    message:
+      'channel: %s distinct channels are online already (the configured maximum); retry later or raise --max-channels',
+  },
   INVALID_JSON: { status: 400, message: 'body is not valid JSON: %s' },
   INVALID_DATE_RANGE: { status: 400, message: '%s' },
   /** A request the service refused for a reason Fastify found (validation, size) and coded none. */
@@ -26,7 +31,10 @@ export const codeOf = (code: ErrorCode): string => `OS_${code}`;
 
 type Ctor = ReturnType<typeof createError>;
 const ctors = new Map<ErrorCode, Ctor>();
-for (const [code, { status, message }] of Object.entries(ERRORS) as [ErrorCode, { status: number; message: string }][]) {
+for (const [code, { status, message }] of Object.entries(ERRORS) as [
+  ErrorCode,
+  { status: number; message: string },
+][]) {
   ctors.set(code, createError(codeOf(code), message, status));
 }
 

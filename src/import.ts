@@ -44,8 +44,10 @@ export async function importDemoFile(
   for (const [address, value] of Object.entries(data)) {
     if (!ipaddr.isValid(address)) throw new ImportError(`${file}: ${JSON.stringify(address)} is not an IP address`);
     const lastSeenMs = typeof value === 'string' ? parseDemoTime(value) : null;
-    if (lastSeenMs === null) throw new ImportError(`${file}: the time of ${address} is not an ISO-8601 time: ${JSON.stringify(value)}`);
-    if (lastSeenMs > latestMs) throw new ImportError(`${file}: the time of ${address} is in the future: ${String(value)}`);
+    if (lastSeenMs === null)
+      throw new ImportError(`${file}: the time of ${address} is not an ISO-8601 time: ${JSON.stringify(value)}`);
+    if (lastSeenMs > latestMs)
+      throw new ImportError(`${file}: the time of ${address} is in the future: ${String(value)}`);
     entries.push({ address: normalizeAddress(address), lastSeenMs });
   }
   const pseudonymizer = new Pseudonymizer(loadOrCreateSecret(config.dataDir, config.identitySecret));
@@ -55,7 +57,10 @@ export async function importDemoFile(
     try {
       const total = entries.length;
       return store.importIdentities(
-        entries.map(({ address, lastSeenMs }) => ({ identity: pseudonymizer.pseudonym(addressIdentity(address)), lastSeenMs })),
+        entries.map(({ address, lastSeenMs }) => ({
+          identity: pseudonymizer.pseudonym(addressIdentity(address)),
+          lastSeenMs,
+        })),
         (done) => progress(`imported ${done} of ${total} users`),
       );
     } finally {

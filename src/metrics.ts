@@ -12,7 +12,11 @@ export interface Metrics {
 export function createMetrics(countOnline: () => Promise<number>, defaults = true): Metrics {
   const registry = new Registry();
   if (defaults) collectDefaultMetrics({ register: registry, prefix: 'online_stats_process_' });
-  const accepted = new Counter({ name: 'online_stats_heartbeats_accepted_total', help: 'Heartbeats recorded', registers: [registry] });
+  const accepted = new Counter({
+    name: 'online_stats_heartbeats_accepted_total',
+    help: 'Heartbeats recorded',
+    registers: [registry],
+  });
   const rejected = new Counter({
     name: 'online_stats_heartbeats_rejected_total',
     help: 'Heartbeats refused (or, for channel_limit, recorded without their channel), by reason',

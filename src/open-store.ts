@@ -1,4 +1,5 @@
-// Opens the store the configuration names, and on Redis the shared rate limiter on the same connection: the one place that turns Config into store settings.
+// Opens the store the configuration names, and on Redis the shared rate limiter on the same connection: the one place
+// that turns Config into store settings.
 import { createCalendar, type Calendar } from './calendar.js';
 import type { Clock } from './clock.js';
 import { flagOf, type Config } from './config.js';
@@ -8,7 +9,10 @@ import { SqliteStore, databasePath } from './store/sqlite.js';
 import type { Store, StoreOptions } from './store/store.js';
 
 /** The store's settings; pass the app's calendar so the store and the routes share one. */
-export function storeOptions(config: Readonly<Config>, calendar: Calendar = createCalendar(config.timeZone)): StoreOptions {
+export function storeOptions(
+  config: Readonly<Config>,
+  calendar: Calendar = createCalendar(config.timeZone),
+): StoreOptions {
   return {
     heartbeatTimeoutMs: config.heartbeatTimeoutMs,
     maxDays: config.maxDays,
@@ -40,7 +44,13 @@ async function openRedis(config: Readonly<Config>, options: StoreOptions): Promi
   if (config.redisUrl === null) throw new ConfigError(flagOf('redisUrl'), 'is required with --store redis');
   if (config.identitySecret === null) throw new ConfigError(flagOf('identitySecret'), 'is required with --store redis');
   // Loaded only when asked for, so the embedded default never loads the Redis client.
-  const [{ connectRedis }, { checkDeployment, secretFingerprint }, { RedisKeys }, { RedisStore }, { RedisRateLimiterStore }] = await Promise.all([
+  const [
+    { connectRedis },
+    { checkDeployment, secretFingerprint },
+    { RedisKeys },
+    { RedisStore },
+    { RedisRateLimiterStore },
+  ] = await Promise.all([
     import('./redis/connection.js'),
     import('./redis/deployment.js'),
     import('./redis/keys.js'),
@@ -50,7 +60,10 @@ async function openRedis(config: Readonly<Config>, options: StoreOptions): Promi
   const keys = new RedisKeys(config.redisPrefix ?? '', config.redisShards);
   const redis = await connectRedis(config.redisUrl);
   try {
-    await checkDeployment(redis, keys, { timeZone: options.calendar.timeZone, secretFingerprint: secretFingerprint(config.identitySecret) });
+    await checkDeployment(redis, keys, {
+      timeZone: options.calendar.timeZone,
+      secretFingerprint: secretFingerprint(config.identitySecret),
+    });
   } catch (error) {
     redis.client.disconnect();
     throw error;

@@ -10,9 +10,15 @@ describe('analytics', () => {
   let t: TestApp;
   before(async () => {
     t = await testApp({ ingestRateLimit: null, readRateLimit: null, timeZone: 'Europe/Berlin' });
-    // T0 is 2026-03-10 12:00 UTC (13:00 in Berlin). Day 1: 300 users; day 2: 100 of them and 50 new; day 9: 10 old ones.
+    // T0 is 2026-03-10 12:00 UTC (13:00 in Berlin). Day 1: 300 users; day 2: 100 of them and 50 new; day 9: 10 old
+    // ones.
     const batch = async (ids: string[]) => {
-      const res = await t.app.inject({ method: 'POST', url: '/heartbeats', headers: json, payload: { client_ids: ids } });
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/heartbeats',
+        headers: json,
+        payload: { client_ids: ids },
+      });
       assert.equal(res.statusCode, 200);
     };
     await batch(Array.from({ length: 300 }, (_, n) => `u${n}`));
@@ -75,7 +81,12 @@ describe('analytics', () => {
   it('the summary gives online now and active in the last 1, 7 and 30 days in one read', async () => {
     // Day 2's heartbeats were exactly 7 days ago: the cutoff is inclusive, as in the demo (>=).
     const body = (await t.app.inject({ url: '/analytics/summary' })).json();
-    assert.deepEqual(body, { online_clients_count: 10, active: { '1': 10, '7': 160, '30': 350 }, top_channels: [], time_zone: 'Europe/Berlin' });
+    assert.deepEqual(body, {
+      online_clients_count: 10,
+      active: { '1': 10, '7': 160, '30': 350 },
+      top_channels: [],
+      time_zone: 'Europe/Berlin',
+    });
   });
 });
 
@@ -87,7 +98,11 @@ describe('CORS', () => {
         t.app.inject({
           method: 'OPTIONS',
           url: '/heartbeat',
-          headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,x-client-id' },
+          headers: {
+            origin,
+            'access-control-request-method': 'POST',
+            'access-control-request-headers': 'content-type,x-client-id',
+          },
         });
       const allowed = await preflight('https://app.example');
       assert.equal(allowed.statusCode, 204);

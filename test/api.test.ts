@@ -31,8 +31,14 @@ describe('the demo API, unchanged for existing clients', () => {
 
   it('GET and POST /total_users answer recent_users_count and days (7 by default)', async () => {
     for (const method of ['GET', 'POST'] as const) {
-      assert.deepEqual((await t.app.inject({ method, url: '/total_users' })).json(), { recent_users_count: 2, days: 7 });
-      assert.deepEqual((await t.app.inject({ method, url: '/total_users?days=30' })).json(), { recent_users_count: 2, days: 30 });
+      assert.deepEqual((await t.app.inject({ method, url: '/total_users' })).json(), {
+        recent_users_count: 2,
+        days: 7,
+      });
+      assert.deepEqual((await t.app.inject({ method, url: '/total_users?days=30' })).json(), {
+        recent_users_count: 2,
+        days: 30,
+      });
     }
   });
 
@@ -40,12 +46,20 @@ describe('the demo API, unchanged for existing clients', () => {
     const start = t.clock.nowMs();
     await t.app.inject({ method: 'POST', url: '/heartbeat', remoteAddress: '198.51.100.9' });
     t.clock.advance(10 * MINUTE);
-    assert.equal((await t.app.inject({ url: '/online_clients' })).json().online_clients_count, 3, 'online at exactly 10 min');
+    assert.equal(
+      (await t.app.inject({ url: '/online_clients' })).json().online_clients_count,
+      3,
+      'online at exactly 10 min',
+    );
     t.clock.advance(1);
     assert.equal((await t.app.inject({ url: '/online_clients' })).json().online_clients_count, 0);
     assert.equal((await t.app.inject({ url: '/total_users?days=1' })).json().recent_users_count, 3);
     t.clock.set(start + DAY + 1);
-    assert.equal((await t.app.inject({ url: '/total_users?days=1' })).json().recent_users_count, 0, 'a day and a ms later, out of days=1');
+    assert.equal(
+      (await t.app.inject({ url: '/total_users?days=1' })).json().recent_users_count,
+      0,
+      'a day and a ms later, out of days=1',
+    );
     assert.equal((await t.app.inject({ url: '/total_users?days=2' })).json().recent_users_count, 3);
   });
 });
@@ -71,10 +85,27 @@ describe('identity, leave and channels', () => {
   });
 
   it('a channel has its own online count, and /top_channels ranks them', async () => {
-    await t.app.inject({ method: 'POST', url: '/heartbeat', headers: json, payload: { client_id: 'c1', channel: 'lobby' } });
-    await t.app.inject({ method: 'POST', url: '/heartbeat', headers: json, payload: { client_id: 'c2', channel: 'lobby' } });
-    await t.app.inject({ method: 'POST', url: '/heartbeat', headers: json, payload: { client_id: 'c3', channel: 'game' } });
-    assert.deepEqual((await t.app.inject({ url: '/online_clients?channel=lobby' })).json(), { online_clients_count: 2 });
+    await t.app.inject({
+      method: 'POST',
+      url: '/heartbeat',
+      headers: json,
+      payload: { client_id: 'c1', channel: 'lobby' },
+    });
+    await t.app.inject({
+      method: 'POST',
+      url: '/heartbeat',
+      headers: json,
+      payload: { client_id: 'c2', channel: 'lobby' },
+    });
+    await t.app.inject({
+      method: 'POST',
+      url: '/heartbeat',
+      headers: json,
+      payload: { client_id: 'c3', channel: 'game' },
+    });
+    assert.deepEqual((await t.app.inject({ url: '/online_clients?channel=lobby' })).json(), {
+      online_clients_count: 2,
+    });
     assert.deepEqual((await t.app.inject({ url: '/top_channels?limit=5' })).json(), {
       channels: [
         { channel: 'lobby', online: 2 },
@@ -92,13 +123,23 @@ describe('identity, leave and channels', () => {
     });
     assert.equal(res.statusCode, 200);
     assert.equal((await t.app.inject({ url: '/online_clients' })).json().online_clients_count, 5);
-    const bad = await t.app.inject({ method: 'POST', url: '/heartbeat', headers: { 'content-type': 'text/plain' }, payload: '{"client_id": 7, "x": 1}' });
+    const bad = await t.app.inject({
+      method: 'POST',
+      url: '/heartbeat',
+      headers: { 'content-type': 'text/plain' },
+      payload: '{"client_id": 7, "x": 1}',
+    });
     assert.equal(bad.statusCode, 400, 'the same schema applies');
   });
 
   it('POST /heartbeats marks a batch of client ids online in one request', async () => {
     const ids = Array.from({ length: 1000 }, (_, n) => `player-${n}`);
-    const res = await t.app.inject({ method: 'POST', url: '/heartbeats', headers: json, payload: { client_ids: ids, channel: 'arena' } });
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/heartbeats',
+      headers: json,
+      payload: { client_ids: ids, channel: 'arena' },
+    });
     assert.equal(res.statusCode, 200);
     assert.deepEqual(res.json(), { accepted: 1000 });
     assert.equal((await t.app.inject({ url: '/online_clients?channel=arena' })).json().online_clients_count, 1000);
@@ -132,16 +173,40 @@ describe('bad input gets a 4xx that names the problem, never a 5xx', () => {
   });
 
   it('unknown fields are refused, not dropped', async () => {
-    await expect4xx(400, { method: 'POST', url: '/heartbeat', headers: json, payload: { client_id: 'a', clientid: 'b' } }, /additional properties/);
+    await expect4xx(
+      400,
+      { method: 'POST', url: '/heartbeat', headers: json, payload: { client_id: 'a', clientid: 'b' } },
+      /additional properties/,
+    );
   });
 
   it('a bad client_id or channel is a 400 naming it', async () => {
-    await expect4xx(400, { method: 'POST', url: '/heartbeat', headers: json, payload: { client_id: 'x'.repeat(129) } }, /client_id/);
+    await expect4xx(
+      400,
+      { method: 'POST', url: '/heartbeat', headers: json, payload: { client_id: 'x'.repeat(129) } },
+      /client_id/,
+    );
     await expect4xx(400, { method: 'POST', url: '/heartbeat', headers: json, payload: { client_id: '' } }, /client_id/);
-    await expect4xx(400, { method: 'POST', url: '/heartbeat', headers: json, payload: { client_id: 'tab\there' } }, /client_id/);
-    await expect4xx(400, { method: 'POST', url: '/heartbeat', headers: json, payload: { client_id: ['a'] } }, /client_id/);
-    await expect4xx(400, { method: 'POST', url: '/heartbeat', headers: { 'x-client-id': 'y'.repeat(200) } }, /x-client-id/);
-    await expect4xx(400, { method: 'POST', url: '/heartbeat', headers: json, payload: { channel: 'c'.repeat(65) } }, /channel/);
+    await expect4xx(
+      400,
+      { method: 'POST', url: '/heartbeat', headers: json, payload: { client_id: 'tab\there' } },
+      /client_id/,
+    );
+    await expect4xx(
+      400,
+      { method: 'POST', url: '/heartbeat', headers: json, payload: { client_id: ['a'] } },
+      /client_id/,
+    );
+    await expect4xx(
+      400,
+      { method: 'POST', url: '/heartbeat', headers: { 'x-client-id': 'y'.repeat(200) } },
+      /x-client-id/,
+    );
+    await expect4xx(
+      400,
+      { method: 'POST', url: '/heartbeat', headers: json, payload: { channel: 'c'.repeat(65) } },
+      /channel/,
+    );
     await expect4xx(400, { url: `/online_clients?channel=${'c'.repeat(65)}` }, /channel/);
   });
 
@@ -151,16 +216,33 @@ describe('bad input gets a 4xx that names the problem, never a 5xx', () => {
   });
 
   it('another content type is a 415', async () => {
-    await expect4xx(415, { method: 'POST', url: '/heartbeat', headers: { 'content-type': 'application/xml' }, payload: '<a/>' }, /content-type|Content-Type|media type/i);
+    await expect4xx(
+      415,
+      { method: 'POST', url: '/heartbeat', headers: { 'content-type': 'application/xml' }, payload: '<a/>' },
+      /content-type|Content-Type|media type/i,
+    );
   });
 
   it('a body over the limit is a 413', async () => {
-    await expect4xx(413, { method: 'POST', url: '/heartbeat', headers: json, payload: JSON.stringify({ client_id: 'a', pad: 'x'.repeat(10_000) }) }, /too large|body/i);
+    await expect4xx(
+      413,
+      {
+        method: 'POST',
+        url: '/heartbeat',
+        headers: json,
+        payload: JSON.stringify({ client_id: 'a', pad: 'x'.repeat(10_000) }),
+      },
+      /too large|body/i,
+    );
   });
 
   it('a batch over the configured maximum is a 400', async () => {
     const ids = Array.from({ length: 11 }, (_, n) => `id-${n}`);
-    await expect4xx(400, { method: 'POST', url: '/heartbeats', headers: json, payload: { client_ids: ids } }, /client_ids/);
+    await expect4xx(
+      400,
+      { method: 'POST', url: '/heartbeats', headers: json, payload: { client_ids: ids } },
+      /client_ids/,
+    );
     await expect4xx(400, { method: 'POST', url: '/heartbeats', headers: json, payload: {} }, /client_ids/);
   });
 
@@ -185,14 +267,24 @@ describe('API token', () => {
   after(() => t.close());
 
   it('reads, analytics, metrics and batch ingest need the bearer token; heartbeats do not', async () => {
-    for (const url of ['/online_clients', '/total_users?days=7', '/top_channels', '/analytics/summary', '/analytics/daily', '/metrics']) {
+    for (const url of [
+      '/online_clients',
+      '/total_users?days=7',
+      '/top_channels',
+      '/analytics/summary',
+      '/analytics/daily',
+      '/metrics',
+    ]) {
       assert.equal((await t.app.inject({ url })).statusCode, 401, url);
       assert.equal((await t.app.inject({ url, headers: { authorization: 'Bearer wrong' } })).statusCode, 401, url);
       assert.equal((await t.app.inject({ url, headers: { authorization: `Bearer ${token}` } })).statusCode, 200, url);
     }
     const batch = { method: 'POST' as const, url: '/heartbeats', headers: json, payload: { client_ids: ['a'] } };
     assert.equal((await t.app.inject(batch)).statusCode, 401);
-    assert.equal((await t.app.inject({ ...batch, headers: { ...json, authorization: `Bearer ${token}` } })).statusCode, 200);
+    assert.equal(
+      (await t.app.inject({ ...batch, headers: { ...json, authorization: `Bearer ${token}` } })).statusCode,
+      200,
+    );
     assert.equal((await t.app.inject({ method: 'POST', url: '/heartbeat' })).statusCode, 200);
   });
 });
@@ -219,7 +311,15 @@ describe('health, docs and metrics', () => {
     assert.equal(docs.statusCode, 200);
     assert.match(docs.body, /swagger/i);
     const spec = (await t.app.inject({ url: '/openapi.json' })).json();
-    for (const path of ['/heartbeat', '/leave', '/heartbeats', '/online_clients', '/total_users', '/analytics/daily', '/events']) {
+    for (const path of [
+      '/heartbeat',
+      '/leave',
+      '/heartbeats',
+      '/online_clients',
+      '/total_users',
+      '/analytics/daily',
+      '/events',
+    ]) {
       assert.ok(spec.paths[path], `${path} is documented`);
     }
     assert.ok(spec.paths['/online_clients'].get && spec.paths['/online_clients'].post);

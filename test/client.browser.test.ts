@@ -51,12 +51,17 @@ describe('client SDK in Chromium', { skip: browserSkip }, () => {
     // Two origins besides the service's: one it allows, one it does not.
     allowed = await pageServer(pages);
     other = await pageServer(pages);
-    // A beacon may take its time: /leave is held back a little, as a slow network would, to show it cannot outrun a new page.
-    service = await liveService({ corsOrigins: Object.freeze([allowed.origin]), ingestRateLimit: null, readRateLimit: null }, undefined, (app) => {
-      app.addHook('onRequest', async (request) => {
-        if (request.url === '/leave') await new Promise((resolve) => setTimeout(resolve, 300));
-      });
-    });
+    // A beacon may take its time: /leave is held back a little, as a slow network would, to show it cannot outrun a new
+    // page.
+    service = await liveService(
+      { corsOrigins: Object.freeze([allowed.origin]), ingestRateLimit: null, readRateLimit: null },
+      undefined,
+      (app) => {
+        app.addHook('onRequest', async (request) => {
+          if (request.url === '/leave') await new Promise((resolve) => setTimeout(resolve, 300));
+        });
+      },
+    );
     browser = await launchBrowser();
   });
   after(async () => {
@@ -77,21 +82,29 @@ describe('client SDK in Chromium', { skip: browserSkip }, () => {
   };
   const results = (page: Page, count = 1): Promise<PageResult[]> =>
     page
-      .waitForFunction((n) => ((window as unknown as { results?: unknown[] }).results?.length ?? 0) >= n, count, { timeout: 10_000 })
+      .waitForFunction((n) => ((window as unknown as { results?: unknown[] }).results?.length ?? 0) >= n, count, {
+        timeout: 10_000,
+      })
       .then(() => page.evaluate(() => (window as unknown as { results: PageResult[] }).results));
 
   it('on an allowed origin: counts the page under an id kept in localStorage, the same after a reload, whose leave does not outrun the new page', async () => {
     const page = await open(allowed.origin, { channel: 'reload' });
     try {
       assert.equal((await results(page))[0]?.kind, 'ok');
-      const id = await page.evaluate(() => (window as unknown as { heartbeat: { clientId: string } }).heartbeat.clientId);
+      const id = await page.evaluate(
+        () => (window as unknown as { heartbeat: { clientId: string } }).heartbeat.clientId,
+      );
       assert.equal(await page.evaluate(() => localStorage.getItem('online-stats-client-id')), id);
       const seen = service.requests.length;
       await page.reload();
       assert.equal((await results(page))[0]?.kind, 'ok');
-      const leaveDone = () => Promise.resolve(service.requests.slice(seen).some((r) => r.url === '/leave' && r.status === 200));
+      const leaveDone = () =>
+        Promise.resolve(service.requests.slice(seen).some((r) => r.url === '/leave' && r.status === 200));
       assert.equal(await until(leaveDone, Boolean, 5000), true, 'the old page left by beacon');
-      assert.equal(await page.evaluate(() => (window as unknown as { heartbeat: { clientId: string } }).heartbeat.clientId), id);
+      assert.equal(
+        await page.evaluate(() => (window as unknown as { heartbeat: { clientId: string } }).heartbeat.clientId),
+        id,
+      );
       assert.equal(await online('reload'), 1, 'one browser is one client across reloads');
     } finally {
       await page.close();
@@ -106,9 +119,23 @@ describe('client SDK in Chromium', { skip: browserSkip }, () => {
       const seen = service.requests.length;
       // Navigating away hides the page for real: pagehide and visibilitychange fire as when a tab closes.
       await page.goto('about:blank');
-      assert.equal(await until(() => online('hide'), (n) => n === 0, 5000), 0);
-      const leaves = service.requests.slice(seen).filter((r) => r.url === '/leave').map((r) => `${r.method} ${r.contentType}`);
-      assert.deepEqual(leaves, ['POST text/plain;charset=UTF-8'], 'one beacon (text/plain: no preflight, and it outlives the page)');
+      assert.equal(
+        await until(
+          () => online('hide'),
+          (n) => n === 0,
+          5000,
+        ),
+        0,
+      );
+      const leaves = service.requests
+        .slice(seen)
+        .filter((r) => r.url === '/leave')
+        .map((r) => `${r.method} ${r.contentType}`);
+      assert.deepEqual(
+        leaves,
+        ['POST text/plain;charset=UTF-8'],
+        'one beacon (text/plain: no preflight, and it outlives the page)',
+      );
     } finally {
       await page.close();
     }
@@ -123,7 +150,14 @@ describe('client SDK in Chromium', { skip: browserSkip }, () => {
         page.evaluate(`Object.defineProperty(document, 'visibilityState', { configurable: true, value: '${state}' });
           document.dispatchEvent(new Event('visibilitychange'));`);
       await setVisibility('hidden');
-      assert.equal(await until(() => online('tab'), (n) => n === 0, 5000), 0);
+      assert.equal(
+        await until(
+          () => online('tab'),
+          (n) => n === 0,
+          5000,
+        ),
+        0,
+      );
       await setVisibility('visible');
       assert.equal((await results(page, 2))[1]?.kind, 'ok', 'a heartbeat at once when shown again');
       assert.equal(await online('tab'), 1);
@@ -150,17 +184,29 @@ describe('client SDK in Chromium', { skip: browserSkip }, () => {
     try {
       await page.goto(`${other.origin}/beacon?${new URLSearchParams({ service: service.url })}`);
       assert.equal(await page.evaluate(() => (window as unknown as { sent: boolean }).sent), true);
-      assert.equal(await until(() => online('beacon'), (n) => n === 1, 5000), 1);
+      assert.equal(
+        await until(
+          () => online('beacon'),
+          (n) => n === 1,
+          5000,
+        ),
+        1,
+      );
     } finally {
       await page.close();
     }
   });
 
   it('across origins the SDK reads the Retry-After of a 429 and waits exactly that long', async () => {
-    const limited = await liveService({ corsOrigins: Object.freeze([allowed.origin]), ingestRateLimit: { count: 1, periodMs: 9000, burst: 1 } });
+    const limited = await liveService({
+      corsOrigins: Object.freeze([allowed.origin]),
+      ingestRateLimit: { count: 1, periodMs: 9000, burst: 1 },
+    });
     const page = await browser.newPage();
     try {
-      await page.goto(`${allowed.origin}/?${new URLSearchParams({ service: limited.url, channel: 'limited', interval: '200' })}`);
+      await page.goto(
+        `${allowed.origin}/?${new URLSearchParams({ service: limited.url, channel: 'limited', interval: '200' })}`,
+      );
       const [first, second] = await results(page, 2);
       assert.deepEqual(first, { kind: 'ok', status: 200, nextInMs: 200 });
       assert.deepEqual(second, { kind: 'rate-limited', status: 429, nextInMs: 9000 });

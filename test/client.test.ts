@@ -3,7 +3,13 @@ import assert from 'node:assert/strict';
 import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { createHeartbeat, parseRetryAfterMs, type FetchLike, type HeartbeatResult, type Timers } from '../client/index.js';
+import {
+  createHeartbeat,
+  parseRetryAfterMs,
+  type FetchLike,
+  type HeartbeatResult,
+  type Timers,
+} from '../client/index.js';
 import { liveService, type LiveService } from './support/browser.js';
 
 /** Timers the test fires by hand: it sees every wait the SDK asks for and decides when time has passed. */
@@ -70,8 +76,20 @@ describe('client SDK in Node, against the service', () => {
 
   it('start() sends a heartbeat at once under the client id and channel; the service counts the client once; leave() takes it offline', async () => {
     const results = resultQueue();
-    const first = createHeartbeat({ url: service.url, clientId: 'node-a', channel: 'lobby', intervalMs: 60_000, onResult: results.onResult });
-    const again = createHeartbeat({ url: service.url, clientId: 'node-a', channel: 'lobby', intervalMs: 60_000, onResult: results.onResult });
+    const first = createHeartbeat({
+      url: service.url,
+      clientId: 'node-a',
+      channel: 'lobby',
+      intervalMs: 60_000,
+      onResult: results.onResult,
+    });
+    const again = createHeartbeat({
+      url: service.url,
+      clientId: 'node-a',
+      channel: 'lobby',
+      intervalMs: 60_000,
+      onResult: results.onResult,
+    });
     try {
       first.start();
       assert.equal((await results.next()).kind, 'ok');
@@ -97,7 +115,10 @@ describe('client SDK in Node, against the service', () => {
     assert.notEqual(a.clientId, b.clientId);
     assert.match(a.clientId, /^[\x21-\x7e]{1,128}$/);
     const kept = new Map<string, string>();
-    const storage = { getItem: (key: string) => kept.get(key) ?? null, setItem: (key: string, value: string) => void kept.set(key, value) };
+    const storage = {
+      getItem: (key: string) => kept.get(key) ?? null,
+      setItem: (key: string, value: string) => void kept.set(key, value),
+    };
     const c = createHeartbeat({ url: service.url, storage });
     const d = createHeartbeat({ url: service.url, storage });
     assert.equal(c.clientId, d.clientId);
@@ -142,7 +163,15 @@ describe('client SDK in Node, against the service', () => {
       retryAfter.push(response.headers.get('retry-after'));
       return response;
     };
-    const heartbeat = createHeartbeat({ url: limited.url, clientId: 'node-429', intervalMs: 1000, jitter: 0, timers, fetch: spy, onResult: results.onResult });
+    const heartbeat = createHeartbeat({
+      url: limited.url,
+      clientId: 'node-429',
+      intervalMs: 1000,
+      jitter: 0,
+      timers,
+      fetch: spy,
+      onResult: results.onResult,
+    });
     try {
       heartbeat.start();
       assert.deepEqual(await results.next(), { kind: 'ok', status: 200, nextInMs: 1000 });
@@ -193,7 +222,15 @@ describe('client SDK in Node, against the service', () => {
 
     // A status the service refuses (a channel longer than it allows) is an error too, with its status.
     const refused = resultQueue();
-    const tooLong = createHeartbeat({ url: service.url, clientId: 'node-400', channel: 'x'.repeat(200), intervalMs: 1000, jitter: 0, timers: new HandTimers(), onResult: refused.onResult });
+    const tooLong = createHeartbeat({
+      url: service.url,
+      clientId: 'node-400',
+      channel: 'x'.repeat(200),
+      intervalMs: 1000,
+      jitter: 0,
+      timers: new HandTimers(),
+      onResult: refused.onResult,
+    });
     tooLong.start();
     const result = await refused.next();
     tooLong.stop();
@@ -208,7 +245,14 @@ describe('client SDK in Node, against the service', () => {
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     const results = resultQueue();
     const { port } = silent.address() as AddressInfo;
-    const heartbeat = createHeartbeat({ url: `http://127.0.0.1:${port}`, intervalMs: 1000, jitter: 0, requestTimeoutMs: 200, timers: new HandTimers(), onResult: results.onResult });
+    const heartbeat = createHeartbeat({
+      url: `http://127.0.0.1:${port}`,
+      intervalMs: 1000,
+      jitter: 0,
+      requestTimeoutMs: 200,
+      timers: new HandTimers(),
+      onResult: results.onResult,
+    });
     try {
       heartbeat.start();
       const result = await results.next();
@@ -227,7 +271,12 @@ describe('client SDK in Node, against the service', () => {
       urls.push(url);
       return { ok: true, status: 200, headers: { get: () => null } };
     };
-    const heartbeat = createHeartbeat({ url: 'https://stats.example/online', clientId: 'x', fetch: recorder, timers: new HandTimers() });
+    const heartbeat = createHeartbeat({
+      url: 'https://stats.example/online',
+      clientId: 'x',
+      fetch: recorder,
+      timers: new HandTimers(),
+    });
     heartbeat.start();
     await heartbeat.leave();
     assert.deepEqual(urls, ['https://stats.example/online/heartbeat', 'https://stats.example/online/leave']);
@@ -236,8 +285,18 @@ describe('client SDK in Node, against the service', () => {
   it('a Retry-After of 0 waits a second instead of retrying in a tight loop', async () => {
     const results = resultQueue();
     const timers = new HandTimers();
-    const zero: FetchLike = async () => ({ ok: false, status: 429, headers: { get: (name) => (name === 'retry-after' ? '0' : null) } });
-    const heartbeat = createHeartbeat({ url: service.url, clientId: 'x', fetch: zero, timers, onResult: results.onResult });
+    const zero: FetchLike = async () => ({
+      ok: false,
+      status: 429,
+      headers: { get: (name) => (name === 'retry-after' ? '0' : null) },
+    });
+    const heartbeat = createHeartbeat({
+      url: service.url,
+      clientId: 'x',
+      fetch: zero,
+      timers,
+      onResult: results.onResult,
+    });
     heartbeat.start();
     const result = await results.next();
     heartbeat.stop();

@@ -21,7 +21,11 @@ describe('configuration', () => {
   });
 
   it('flags win over the environment, which wins over defaults', () => {
-    const config = loadConfig(['--port', '9000'], { PORT: '9100', HEARTBEAT_TIMEOUT: '30s', TRUST_PROXY: '10.0.0.0/8, ::1' });
+    const config = loadConfig(['--port', '9000'], {
+      PORT: '9100',
+      HEARTBEAT_TIMEOUT: '30s',
+      TRUST_PROXY: '10.0.0.0/8, ::1',
+    });
     assert.equal(config.port, 9000);
     assert.equal(config.heartbeatTimeoutMs, 30_000);
     assert.deepEqual(config.trustProxy, ['10.0.0.0/8', '::1']);
@@ -63,7 +67,11 @@ describe('configuration', () => {
       [['--no-such-flag', '1'], {}, /no-such-flag/],
     ];
     for (const [argv, env, setting] of cases) {
-      assert.throws(() => loadConfig(argv, env), (error: unknown) => error instanceof ConfigError && setting.test(error.message), argv.join(' '));
+      assert.throws(
+        () => loadConfig(argv, env),
+        (error: unknown) => error instanceof ConfigError && setting.test(error.message),
+        argv.join(' '),
+      );
     }
   });
 

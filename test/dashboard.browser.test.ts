@@ -1,4 +1,5 @@
-// The dashboard in a real headless Chromium against the real service: figures match the API, the live count follows heartbeats.
+// The dashboard in a real headless Chromium against the real service: figures match the API, the live count follows
+// heartbeats.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
@@ -7,9 +8,13 @@ import type { HeartbeatRecord } from '../src/store/store.js';
 import { browserSkip, launchBrowser, liveService, type LiveService } from './support/browser.js';
 
 const TOKEN = 'dashboard-test-token-4f9c2a';
-const identity = (n: number): string => createHash('sha256').update(`seeded-${n}`).digest().subarray(0, 16).toString('latin1');
+const identity = (n: number): string =>
+  createHash('sha256').update(`seeded-${n}`).digest().subarray(0, 16).toString('latin1');
 
-/** 40 days of history: day i has 5 + (i × 7 mod 23) identities from 9i on, overlapping the next days', so days and windows differ. */
+/**
+ * 40 days of history: day i has 5 + (i × 7 mod 23) identities from 9i on, overlapping the next days', so days and
+ * windows differ.
+ */
 function history(): { days: HeartbeatRecord[][] } {
   const days: HeartbeatRecord[][] = [];
   for (let daysAgo = 0; daysAgo < 40; daysAgo++) {
@@ -52,7 +57,7 @@ const READ_PAGE = `(() => {
   };
 })()`;
 
-const readPage = (page: Page): Promise<Shown> => page.evaluate(READ_PAGE) as Promise<Shown>;
+const readPage = (page: Page): Promise<Shown> => page.evaluate<Shown>(READ_PAGE);
 
 describe('dashboard in Chromium', { skip: browserSkip }, () => {
   let browser: Browser;
@@ -90,7 +95,9 @@ describe('dashboard in Chromium', { skip: browserSkip }, () => {
     };
   };
   const waitForOnline = (page: Page, count: number) =>
-    page.waitForFunction((n) => document.getElementById('online')?.dataset.value === String(n), count, { timeout: 10_000 });
+    page.waitForFunction((n) => document.getElementById('online')?.dataset.value === String(n), count, {
+      timeout: 10_000,
+    });
 
   it('shows what the API answers, then follows heartbeats live without reloading, within the default read budget', async () => {
     // Reads keep the default budget (1/s per client): the page must pace itself and never be refused.
@@ -118,9 +125,15 @@ describe('dashboard in Chromium', { skip: browserSkip }, () => {
       const answered = await apiView(service);
       assert.deepEqual(shown, answered);
       assert.equal(shown.online, 3);
-      assert.deepEqual(shown.channels, [{ channel: 'home', online: 2 }, { channel: 'docs', online: 1 }]);
+      assert.deepEqual(shown.channels, [
+        { channel: 'home', online: 2 },
+        { channel: 'docs', online: 1 },
+      ]);
       assert.equal(shown.days.length, 30);
-      assert.ok(shown.active['30'] > shown.active['7'] && shown.active['7'] > shown.active['1'], `seeded history shows: ${JSON.stringify(shown.active)}`);
+      assert.ok(
+        shown.active['30'] > shown.active['7'] && shown.active['7'] > shown.active['1'],
+        `seeded history shows: ${JSON.stringify(shown.active)}`,
+      );
       assert.equal(await page.locator('#chart svg polyline').count(), 3);
 
       await page.evaluate(() => Object.assign(window, { loadedOnce: true }));
@@ -135,9 +148,17 @@ describe('dashboard in Chromium', { skip: browserSkip }, () => {
 
       // After the change the page re-reads the summary too, so every figure agrees with the API again.
       const settled = await apiView(service);
-      await page.waitForFunction((want) => document.getElementById('active-1')?.dataset.value === String(want), settled.active['1'], { timeout: 15_000 });
+      await page.waitForFunction(
+        (want) => document.getElementById('active-1')?.dataset.value === String(want),
+        settled.active['1'],
+        { timeout: 15_000 },
+      );
       assert.deepEqual({ ...(await readPage(page)), days: [] }, { ...settled, days: [] });
-      assert.equal(await page.evaluate(() => (window as unknown as { loadedOnce?: boolean }).loadedOnce), true, 'the page was not reloaded');
+      assert.equal(
+        await page.evaluate(() => (window as unknown as { loadedOnce?: boolean }).loadedOnce),
+        true,
+        'the page was not reloaded',
+      );
 
       assert.deepEqual(refused, [], 'the page stayed within the read budget');
       assert.deepEqual(foreign, [], 'the page loads nothing from elsewhere');
@@ -157,9 +178,11 @@ describe('dashboard in Chromium', { skip: browserSkip }, () => {
       let attempts = 0;
       await page.route('**/events', async (route) => {
         attempts += 1;
-        if (attempts === 1) return route.fulfill({ status: 503, contentType: 'application/json', body: '{"statusCode":503}' });
+        if (attempts === 1)
+          return route.fulfill({ status: 503, contentType: 'application/json', body: '{"statusCode":503}' });
         if (attempts === 2) {
-          const body = 'retry: 300\n: a comment\nevent: online\ndata: {"online_clients_count":42,\ndata: "channels":[{"channel":"split","online":42}]}\n\n';
+          const body =
+            'retry: 300\n: a comment\nevent: online\ndata: {"online_clients_count":42,\ndata: "channels":[{"channel":"split","online":42}]}\n\n';
           return route.fulfill({ status: 200, contentType: 'text/event-stream', body });
         }
         return route.continue();
@@ -172,11 +195,15 @@ describe('dashboard in Chromium', { skip: browserSkip }, () => {
         });`);
       await page.goto(service.url);
       await waitForOnline(page, 42);
-      assert.equal(await page.locator('#channels li[data-channel="split"]').count(), 1, 'a data field split over two lines is one event');
+      assert.equal(
+        await page.locator('#channels li[data-channel="split"]').count(),
+        1,
+        'a data field split over two lines is one event',
+      );
       await waitForOnline(page, 1);
       await page.waitForSelector('#status[data-state="live"]');
       assert.equal(attempts, 3);
-      const states = (await page.evaluate('window.states')) as string[];
+      const states = await page.evaluate<string[]>('window.states');
       assert.deepEqual(states.slice(states.indexOf('reconnecting')), ['reconnecting', 'live', 'reconnecting', 'live']);
       await ingest(service, '/heartbeat', 'steady-2');
       await waitForOnline(page, 2);
@@ -254,7 +281,10 @@ describe('dashboard assets over HTTP', () => {
     const html = await page.text();
     assert.doesNotMatch(html, /(src|href)="(https?:)?\/\//, 'no asset from another host');
     const urls = [...html.matchAll(/(?:src|href)="(\/dashboard\/[^"]+)"/g)].map((m) => m[1] as string);
-    assert.deepEqual(new Set(urls.map((u) => u.replace(/\?v=[\w-]+$/, ''))), new Set(['/dashboard/favicon.svg', '/dashboard/dashboard.css', '/dashboard/dashboard.js']));
+    assert.deepEqual(
+      new Set(urls.map((u) => u.replace(/\?v=[\w-]+$/, ''))),
+      new Set(['/dashboard/favicon.svg', '/dashboard/dashboard.css', '/dashboard/dashboard.js']),
+    );
     let total = Buffer.byteLength(html);
     for (const url of new Set(urls)) {
       assert.match(url, /\?v=[\w-]{16}$/, 'asset URLs carry their content hash');
@@ -265,7 +295,9 @@ describe('dashboard assets over HTTP', () => {
       const body = await response.text();
       assert.doesNotMatch(body, /https?:\/\/(?!www\.w3\.org\/2000\/svg)/, `${url} refers to no other host`);
       total += Buffer.byteLength(body);
-      const revalidated = await fetch(`${service.url}${url}`, { headers: { 'if-none-match': response.headers.get('etag') ?? '' } });
+      const revalidated = await fetch(`${service.url}${url}`, {
+        headers: { 'if-none-match': response.headers.get('etag') ?? '' },
+      });
       assert.equal(revalidated.status, 304);
     }
     assert.ok(total < 40_000, `the page and its assets are ${total} bytes`);

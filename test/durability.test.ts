@@ -9,7 +9,18 @@ import { DATABASE_FILE } from '../src/store/sqlite.js';
 import { SECRET, startServer, tempDir, type ServerProcess } from './support/app.js';
 
 const pseudonymizer = new Pseudonymizer(SECRET);
-const args = (dataDir: string) => ['--data-dir', dataDir, '--identity-secret', SECRET, '--rate-limit', 'off', '--read-rate-limit', 'off', '--address-rate-limit', 'off'];
+const args = (dataDir: string) => [
+  '--data-dir',
+  dataDir,
+  '--identity-secret',
+  SECRET,
+  '--rate-limit',
+  'off',
+  '--read-rate-limit',
+  'off',
+  '--address-rate-limit',
+  'off',
+];
 
 /** Sends heartbeats from `loops` concurrent clients until stopped; returns the ids acknowledged with 200. */
 function load(url: string, loops: number) {
@@ -46,7 +57,13 @@ function load(url: string, loops: number) {
 function storedIdentities(dataDir: string): Set<string> {
   const db = new Database(join(dataDir, DATABASE_FILE), { readonly: true });
   try {
-    return new Set(db.prepare<[], Buffer>('SELECT id FROM identities').pluck().all().map((id) => id.toString('latin1')));
+    return new Set(
+      db
+        .prepare<[], Buffer>('SELECT id FROM identities')
+        .pluck()
+        .all()
+        .map((id) => id.toString('latin1')),
+    );
   } finally {
     db.close();
   }
@@ -77,7 +94,10 @@ describe('durability', () => {
     servers.push(second);
     const online = (await (await fetch(`${second.url}/online_clients`)).json()) as { online_clients_count: number };
     const total = (await (await fetch(`${second.url}/total_users?days=1`)).json()) as { recent_users_count: number };
-    assert.ok(online.online_clients_count >= acknowledged.size, `online ${online.online_clients_count} >= acknowledged ${acknowledged.size}`);
+    assert.ok(
+      online.online_clients_count >= acknowledged.size,
+      `online ${online.online_clients_count} >= acknowledged ${acknowledged.size}`,
+    );
     assert.ok(total.recent_users_count >= acknowledged.size);
     const stored = storedIdentities(dir.path);
     const missing = [...acknowledged].filter((id) => !stored.has(pseudonymizer.pseudonym(identityOf(id, ''))));

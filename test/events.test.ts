@@ -1,4 +1,5 @@
-// The live stream: /events pushes the online count when it changes, needs the token when one is set, and ends on shutdown.
+// The live stream: /events pushes the online count when it changes, needs the token when one is set, and ends on
+// shutdown.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { testApp } from './support/app.js';
@@ -38,7 +39,12 @@ describe('live events', () => {
       const stream = events(res.body!);
       const first = (await stream.next()).value as LiveEvent;
       assert.equal(first.online_clients_count, 0);
-      await t.app.inject({ method: 'POST', url: '/heartbeat', headers: { 'x-client-id': 'a' }, payload: { channel: 'lobby' } });
+      await t.app.inject({
+        method: 'POST',
+        url: '/heartbeat',
+        headers: { 'x-client-id': 'a' },
+        payload: { channel: 'lobby' },
+      });
       await t.app.inject({ method: 'POST', url: '/heartbeat', headers: { 'x-client-id': 'b' } });
       const sentMs = Date.now();
       const second = (await stream.next()).value as LiveEvent;

@@ -12,18 +12,29 @@ import { parseDemoTime } from '../src/import.js';
 import { SECRET, runCli, tempDir } from './support/app.js';
 
 const NOW = Date.now();
-const iso = (ms: number) => new Date(ms).toISOString().replace('Z', '').replace(/\.(\d{3})$/, '.$1456'); // utcnow().isoformat()
+const iso = (ms: number) =>
+  new Date(ms)
+    .toISOString()
+    .replace('Z', '')
+    .replace(/\.(\d{3})$/, '.$1456'); // utcnow().isoformat()
 const DAY = 86_400_000;
 
 /** Opens the imported data as the service would, at the real time, and asks the API. */
-async function ask(dataDir: string, fn: (inject: (url: string, address?: string) => Promise<Record<string, number>>) => Promise<void>) {
+async function ask(
+  dataDir: string,
+  fn: (inject: (url: string, address?: string) => Promise<Record<string, number>>) => Promise<void>,
+) {
   const clock = new ManualClock(NOW + 1000);
   const config = defaultConfig({ dataDir, logLevel: 'silent', ingestRateLimit: null, readRateLimit: null });
   const store = SqliteStore.open(join(dataDir, DATABASE_FILE), storeOptions(config), clock.nowMs());
   const app = await buildApp({ config, store, clock, identitySecret: SECRET, logger: false });
   try {
     await fn(async (url, address) => {
-      const res = await app.inject({ method: url === '/heartbeat' ? 'POST' : 'GET', url, remoteAddress: address ?? '127.0.0.1' });
+      const res = await app.inject({
+        method: url === '/heartbeat' ? 'POST' : 'GET',
+        url,
+        remoteAddress: address ?? '127.0.0.1',
+      });
       assert.equal(res.statusCode, 200, res.body);
       return res.json();
     });
@@ -80,7 +91,11 @@ describe('import of the demo data file', () => {
     assert.equal(result.code, 0, result.stderr);
     await ask(dataDir, async (get) => {
       assert.equal((await get('/total_users?days=90')).recent_users_count, 4);
-      assert.equal((await get('/total_users?days=7')).recent_users_count, 4, 'the two that beat after the first import keep their newer time');
+      assert.equal(
+        (await get('/total_users?days=7')).recent_users_count,
+        4,
+        'the two that beat after the first import keep their newer time',
+      );
     });
   });
 
@@ -110,7 +125,8 @@ describe('import of the demo data file', () => {
   it('shows progress on a large file', async () => {
     const large = join(dir.path, 'large.json');
     const users: Record<string, string> = {};
-    for (let i = 0; i < 250_000; i++) users[`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`] = iso(NOW - (i % 30) * DAY);
+    for (let i = 0; i < 250_000; i++)
+      users[`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`] = iso(NOW - (i % 30) * DAY);
     writeFileSync(large, JSON.stringify(users));
     const result = await runCli(['import', large, '--data-dir', join(dir.path, 'large-data')], env);
     assert.equal(result.code, 0, result.stderr);

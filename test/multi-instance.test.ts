@@ -17,13 +17,18 @@ async function json<T>(url: string, init: RequestInit = {}): Promise<{ status: n
   return { status: response.status, body: (await response.json()) as T };
 }
 
-const beat = (base: string, clientId: string) => fetch(`${base}/heartbeat`, { method: 'POST', headers: { 'x-client-id': clientId } });
+const beat = (base: string, clientId: string) =>
+  fetch(`${base}/heartbeat`, { method: 'POST', headers: { 'x-client-id': clientId } });
 
 async function figures(base: string): Promise<{ online: number; day: number; month: number }> {
   const online = await json<{ online_clients_count: number }>(`${base}/online_clients`);
   const day = await json<{ recent_users_count: number }>(`${base}/total_users?days=1`);
   const month = await json<{ recent_users_count: number }>(`${base}/total_users?days=30`);
-  return { online: online.body.online_clients_count, day: day.body.recent_users_count, month: month.body.recent_users_count };
+  return {
+    online: online.body.online_clients_count,
+    day: day.body.recent_users_count,
+    month: month.body.recent_users_count,
+  };
 }
 
 /** Whether Redis holds the client's last heartbeat: read straight from its shard, not through the service. */
@@ -41,10 +46,21 @@ describe('several instances on one Redis', () => {
   before(async () => {
     redis = await startRedis();
     direct = await connectRedis(redis.url);
-    const args = ['--store', 'redis', '--redis-url', redis.url, '--identity-secret', SECRET, '--redis-shards', String(SHARDS)];
+    const args = [
+      '--store',
+      'redis',
+      '--redis-url',
+      redis.url,
+      '--identity-secret',
+      SECRET,
+      '--redis-shards',
+      String(SHARDS),
+    ];
     // Heartbeats keep the default 1/s per client; reads and the per-address cap are off because every
     // test client comes from 127.0.0.1.
-    instances = await Promise.all([0, 1, 2].map(() => startInstance([...args, '--read-rate-limit', 'off', '--address-rate-limit', 'off'])));
+    instances = await Promise.all(
+      [0, 1, 2].map(() => startInstance([...args, '--read-rate-limit', 'off', '--address-rate-limit', 'off'])),
+    );
   });
   after(async () => {
     for (const instance of instances) await instance.kill();
@@ -56,11 +72,14 @@ describe('several instances on one Redis', () => {
     const clients = Array.from({ length: 300 }, (_, n) => `client-${n}`);
     // Each client beats three times, each time on a different instance.
     for (let round = 0; round < 3; round++) {
-      const statuses = await Promise.all(clients.map((id, n) => beat((instances[(n + round) % 3] as Instance).url, id).then((r) => r.status)));
+      const statuses = await Promise.all(
+        clients.map((id, n) => beat((instances[(n + round) % 3] as Instance).url, id).then((r) => r.status)),
+      );
       assert.deepEqual(new Set(statuses), new Set([200]), `round ${round}`);
       if (round < 2) await new Promise((resolve) => setTimeout(resolve, 1100)); // the next beat is within 1/s
     }
-    for (const instance of instances) assert.deepEqual(await figures(instance.url), { online: 300, day: 300, month: 300 }, instance.url);
+    for (const instance of instances)
+      assert.deepEqual(await figures(instance.url), { online: 300, day: 300, month: 300 }, instance.url);
   });
 
   it('shares the rate limit: a client over its limit on one instance is over it on all', async () => {
@@ -106,7 +125,8 @@ describe('several instances on one Redis', () => {
     await Promise.all(workers);
 
     const survivors = instances.slice(0, 2);
-    for (const instance of survivors) assert.ok((afterKill[instance.url] ?? 0) > 0, `${instance.url} kept acknowledging after the kill`);
+    for (const instance of survivors)
+      assert.ok((afterKill[instance.url] ?? 0) > 0, `${instance.url} kept acknowledging after the kill`);
     const missing: string[] = [];
     for (const id of acknowledged) if (!(await stored(direct, id))) missing.push(id);
     assert.deepEqual(missing, [], 'every acknowledged heartbeat is in Redis');
@@ -138,7 +158,13 @@ describe('several instances on one Redis', () => {
     assert.equal(otherShards.code, 2);
     assert.match(otherShards.stderr, /--redis-shards \/ REDIS_SHARDS: .*"16"/);
     // Another prefix is another deployment: it starts.
-    const other = await startInstance([...base, '--identity-secret', 'another-secret-0123456789abcdef0123456789', '--redis-prefix', 'other:']);
+    const other = await startInstance([
+      ...base,
+      '--identity-secret',
+      'another-secret-0123456789abcdef0123456789',
+      '--redis-prefix',
+      'other:',
+    ]);
     await other.kill();
   });
 });

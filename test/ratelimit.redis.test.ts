@@ -1,4 +1,5 @@
-// The shared rate limiter on a real redis-server: the same decisions as the in-process limiter, one limit across instances.
+// The shared rate limiter on a real redis-server: the same decisions as the in-process limiter, one limit across
+// instances.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Rate } from '../src/config.js';
@@ -62,7 +63,11 @@ describe('Redis rate limiter', () => {
   it('concurrent requests on several instances never spend more than the burst', async () => {
     const shared = await instances(3, 'race:');
     const rate: Rate = { count: 10, periodMs: 1000, burst: 10 };
-    const decisions = await Promise.all(Array.from({ length: 60 }, (_, n) => (shared[n % 3] as RedisRateLimiterStore).take('ingest:one-caller', rate, T0)));
+    const decisions = await Promise.all(
+      Array.from({ length: 60 }, (_, n) =>
+        (shared[n % 3] as RedisRateLimiterStore).take('ingest:one-caller', rate, T0),
+      ),
+    );
     assert.equal(decisions.filter((d) => d.allowed).length, 10);
     const later = await (shared[1] as RedisRateLimiterStore).take('ingest:one-caller', rate, T0 + 100);
     assert.equal(later.allowed, true, 'one interval later, one more');
@@ -85,7 +90,9 @@ describe('Redis rate limiter', () => {
     const keys = new RedisKeys('ttl:', 4);
     const rate: Rate = { count: 1, periodMs: 60_000, burst: 3 };
     const decision = await limiter!.take('read:somebody', rate, T0);
-    const ttl = Number(await clients.at(-1)!.client.call('PTTL', [keys.rateLimit(keys.shardOf('read:somebody'), 'read:somebody')]));
+    const ttl = Number(
+      await clients.at(-1)!.client.call('PTTL', [keys.rateLimit(keys.shardOf('read:somebody'), 'read:somebody')]),
+    );
     assert.ok(ttl > 0 && ttl <= decision.resetMs, `expires in ${ttl} ms, budget whole in ${decision.resetMs} ms`);
   });
 

@@ -1,4 +1,5 @@
-// Redis down and back: a real redis-server is killed under running instances, which answer 503 fast, stay up, and recover alone.
+// Redis down and back: a real redis-server is killed under running instances, which answer 503 fast, stay up, and
+// recover alone.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startInstance, type Instance } from './support/instances.js';
@@ -19,11 +20,18 @@ async function request(url: string, init: RequestInit = {}): Promise<Answer> {
   const startedMs = performance.now();
   const response = await fetch(url, init);
   const body = (await response.json()) as { code?: string };
-  return { status: response.status, retryAfter: response.headers.get('retry-after'), code: body.code, elapsedMs: performance.now() - startedMs };
+  return {
+    status: response.status,
+    retryAfter: response.headers.get('retry-after'),
+    code: body.code,
+    elapsedMs: performance.now() - startedMs,
+  };
 }
 
-const beat = (base: string, clientId: string) => request(`${base}/heartbeat`, { method: 'POST', headers: { 'x-client-id': clientId } });
-const online = async (base: string) => ((await (await fetch(`${base}/online_clients`)).json()) as { online_clients_count: number }).online_clients_count;
+const beat = (base: string, clientId: string) =>
+  request(`${base}/heartbeat`, { method: 'POST', headers: { 'x-client-id': clientId } });
+const online = async (base: string) =>
+  ((await (await fetch(`${base}/online_clients`)).json()) as { online_clients_count: number }).online_clients_count;
 
 async function eventually<T>(what: string, attempt: () => Promise<T | null>, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -43,7 +51,16 @@ describe('Redis failure policy', () => {
   before(async () => {
     // Every write fsynced, so what was acknowledged before the kill is there after the restart.
     redis = await startRedis({ args: ['--appendonly', 'yes', '--appendfsync', 'always'] });
-    const common = ['--store', 'redis', '--redis-url', redis.url, '--identity-secret', SECRET, '--address-rate-limit', 'off'];
+    const common = [
+      '--store',
+      'redis',
+      '--redis-url',
+      redis.url,
+      '--identity-secret',
+      SECRET,
+      '--address-rate-limit',
+      'off',
+    ];
     // One instance without limits (the store's own failure path), one with the shared limiter (its path).
     [unlimited, limited] = await Promise.all([
       startInstance([...common, '--rate-limit', 'off', '--read-rate-limit', 'off']),
@@ -84,13 +101,17 @@ describe('Redis failure policy', () => {
     // A flood while down: every request answered, none left hanging in a queue.
     const flood = await Promise.all(Array.from({ length: 300 }, (_, n) => beat(unlimited.url, `during-${n}`)));
     assert.deepEqual(new Set(flood.map((answer) => answer.status)), new Set([503]));
-    assert.ok(Math.max(...flood.map((answer) => answer.elapsedMs)) < 2 * BOUND_MS, 'the flood drains within the bound (plus queueing in this test client)');
+    assert.ok(
+      Math.max(...flood.map((answer) => answer.elapsedMs)) < 2 * BOUND_MS,
+      'the flood drains within the bound (plus queueing in this test client)',
+    );
     assert.equal(unlimited.child.exitCode, null);
     assert.equal(limited.child.exitCode, null);
 
     await redis.restart();
     await eventually('/readyz back to 200 on both instances', async () => {
-      for (const instance of [unlimited, limited]) if ((await fetch(`${instance.url}/readyz`)).status !== 200) return null;
+      for (const instance of [unlimited, limited])
+        if ((await fetch(`${instance.url}/readyz`)).status !== 200) return null;
       return true;
     });
     // The acknowledged heartbeats survived; the refused ones were not queued and replayed.
@@ -107,7 +128,11 @@ describe('Redis failure policy', () => {
     redis.pause();
     try {
       for (const instance of [unlimited, limited]) {
-        for (const answer of [await beat(instance.url, 'stall-a'), await request(`${instance.url}/online_clients`), await request(`${instance.url}/readyz`)]) {
+        for (const answer of [
+          await beat(instance.url, 'stall-a'),
+          await request(`${instance.url}/online_clients`),
+          await request(`${instance.url}/readyz`),
+        ]) {
           assert.equal(answer.status, 503);
           assert.equal(answer.retryAfter, '1');
           assert.ok(answer.elapsedMs < BOUND_MS, `answered in ${Math.round(answer.elapsedMs)} ms`);
@@ -121,7 +146,8 @@ describe('Redis failure policy', () => {
       redis.resume();
     }
     await eventually('/readyz back to 200 on both instances', async () => {
-      for (const instance of [unlimited, limited]) if ((await fetch(`${instance.url}/readyz`)).status !== 200) return null;
+      for (const instance of [unlimited, limited])
+        if ((await fetch(`${instance.url}/readyz`)).status !== 200) return null;
       return true;
     });
     assert.equal((await beat(unlimited.url, 'stall-after')).status, 200);

@@ -42,16 +42,24 @@ describe('Redis store on a Cluster', () => {
     try {
       const nowMs = Date.UTC(2026, 2, 10, 12);
       const pseudonyms = new Pseudonymizer('a test secret of at least thirty-two characters');
-      const beats = Array.from({ length: 2000 }, (_, n) => ({ identity: pseudonyms.pseudonym(`id:client-${n}`), channel: null }));
+      const beats = Array.from({ length: 2000 }, (_, n) => ({
+        identity: pseudonyms.pseudonym(`id:client-${n}`),
+        channel: null,
+      }));
       await store.recordHeartbeats(beats, nowMs);
       assert.equal(await store.countOnline(nowMs), 2000);
       const perNode: number[] = [];
       for (const node of cluster.nodes) {
-        const reply = await redisCommand(node.port, 'EVAL "return #redis.call(\'KEYS\', \'{spread:*}:seen\')" 0');
+        const reply = await redisCommand(node.port, "EVAL \"return #redis.call('KEYS', '{spread:*}:seen')\" 0");
         perNode.push(Number(reply?.slice(1)));
       }
-      assert.equal(perNode.reduce((a, b) => a + b, 0), 16, `the 16 shards' sorted sets, by node: ${perNode.join(', ')}`);
-      for (const count of perNode) assert.ok(count > 0 && count < 16, `every master holds some shards but not all: ${perNode.join(', ')}`);
+      assert.equal(
+        perNode.reduce((a, b) => a + b, 0),
+        16,
+        `the 16 shards' sorted sets, by node: ${perNode.join(', ')}`,
+      );
+      for (const count of perNode)
+        assert.ok(count > 0 && count < 16, `every master holds some shards but not all: ${perNode.join(', ')}`);
     } finally {
       await store.close();
     }

@@ -1,6 +1,6 @@
 // The one behaviour suite every Store passes; each store's test file only says how to make one.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { createCalendar } from '../src/calendar.js';
 import type { Store, StoreOptions } from '../src/store/store.js';
 
@@ -22,7 +22,13 @@ export interface StoreFactory {
 export type Skips = Record<string, string>;
 
 export function options(overrides: Partial<StoreOptions> = {}): StoreOptions {
-  return { heartbeatTimeoutMs: 10 * MINUTE, maxDays: 400, maxChannels: 3, calendar: createCalendar('UTC'), ...overrides };
+  return {
+    heartbeatTimeoutMs: 10 * MINUTE,
+    maxDays: 400,
+    maxChannels: 3,
+    calendar: createCalendar('UTC'),
+    ...overrides,
+  };
 }
 
 const id = (n: number): string => {
@@ -93,7 +99,7 @@ export function storeSuite(name: string, factory: StoreFactory, skips: Skips = {
       const seen = new Map<number, number>();
       // 300 identities over 40 days, some seen several times; checked against a plain model.
       let state = 7;
-      const random = () => ((state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+      const random = () => (state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
       let now = T0;
       for (let step = 0; step < 600; step++) {
         now += Math.floor(random() * 2 * HOUR);
@@ -102,7 +108,18 @@ export function storeSuite(name: string, factory: StoreFactory, skips: Skips = {
         seen.set(n, now);
       }
       const model = (sinceMs: number) => [...seen.values()].filter((ms) => ms >= sinceMs).length;
-      for (const ago of [0, 1, MINUTE - 1, MINUTE, HOUR, 7 * DAY, 7 * DAY + 1, 13 * DAY + 17 * MINUTE + 3, 30 * DAY, 60 * DAY]) {
+      for (const ago of [
+        0,
+        1,
+        MINUTE - 1,
+        MINUTE,
+        HOUR,
+        7 * DAY,
+        7 * DAY + 1,
+        13 * DAY + 17 * MINUTE + 3,
+        30 * DAY,
+        60 * DAY,
+      ]) {
         assert.equal(await store.countActive(now - ago, now), model(now - ago), `${ago} ms back`);
       }
       for (const ms of [...seen.values()].slice(0, 50)) {
@@ -143,7 +160,11 @@ export function storeSuite(name: string, factory: StoreFactory, skips: Skips = {
       assert.deepEqual(await store.recordHeartbeats([beat(3, 'c')], T0 + 1), { channelsRefused: 1 });
       assert.equal(await store.countOnline(T0 + 1), 3, 'the refused heartbeat still counts as online');
       assert.equal(await store.countOnline(T0 + 1, 'c'), 0);
-      assert.deepEqual(await store.recordHeartbeats([beat(4, 'a')], T0 + 2), { channelsRefused: 0 }, 'known channels take more');
+      assert.deepEqual(
+        await store.recordHeartbeats([beat(4, 'a')], T0 + 2),
+        { channelsRefused: 0 },
+        'known channels take more',
+      );
       // Once a channel empties, a new one fits.
       assert.deepEqual(await store.recordHeartbeats([beat(5, 'c')], T0 + 10 * MINUTE + 1), { channelsRefused: 0 });
     });

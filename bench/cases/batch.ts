@@ -10,7 +10,14 @@ const CONNECTIONS = 8;
 const WARM_UP_SECONDS = 2;
 
 export async function batchCase(ctx: BenchContext): Promise<CaseReport> {
-  const service = await startService(['--data-dir', scratchDir('batch'), '--rate-limit', 'off', '--address-rate-limit', 'off']);
+  const service = await startService([
+    '--data-dir',
+    scratchDir('batch'),
+    '--rate-limit',
+    'off',
+    '--address-rate-limit',
+    'off',
+  ]);
   try {
     let next = 0;
     const batches = (seconds: number) =>
@@ -32,11 +39,22 @@ export async function batchCase(ctx: BenchContext): Promise<CaseReport> {
     const run = await batches(ctx.durationSeconds);
     const serverCores = (cpuSeconds(service.process.pid) - cpuBefore) / run.seconds;
     const heartbeatsPerSecond = (run.ok * IDS_PER_BATCH) / run.seconds;
-    const row = (measure: string, value: string, target = '', verdict: Row['verdict'] = 'info'): Row => ({ case: '5 batch ingest', measure, value, target, verdict });
+    const row = (measure: string, value: string, target = '', verdict: Row['verdict'] = 'info'): Row => ({
+      case: '5 batch ingest',
+      measure,
+      value,
+      target,
+      verdict,
+    });
     return {
       title: 'Case 5: batch ingest',
       rows: [
-        row('client heartbeats/s', count(heartbeatsPerSecond), '>= 500,000', against(heartbeatsPerSecond, { min: 500_000 })),
+        row(
+          'client heartbeats/s',
+          count(heartbeatsPerSecond),
+          '>= 500,000',
+          against(heartbeatsPerSecond, { min: 500_000 }),
+        ),
         row('requests/s', count(run.requestsPerSecond)),
         row('p50 / p99', `${ms(run.p50Ms)} / ${ms(run.p99Ms)}`),
         row('CPU in cores, server / load generator', `${ratio(serverCores)} / ${ratio(run.generatorCores)}`),

@@ -1,4 +1,5 @@
-// Case 1: heartbeat throughput of the service (production defaults) next to a bare Fastify route, and no acknowledged heartbeat lost to SIGKILL.
+// Case 1: heartbeat throughput of the service (production defaults) next to a bare Fastify route, and no acknowledged
+// heartbeat lost to SIGKILL.
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Pseudonymizer, identityOf } from '../../src/identity.js';
@@ -92,25 +93,71 @@ export async function heartbeatCase(ctx: BenchContext): Promise<CaseReport> {
     const serviceRate = meanOf(ours, (run) => run.requestsPerSecond);
     const bareRate = meanOf(bare, (run) => run.requestsPerSecond);
     const serviceP99 = meanOf(ours, (run) => run.p99Ms);
-    const sum = (runs: readonly Run[], figure: (run: Run) => number) => runs.reduce((total, run) => total + figure(run), 0);
+    const sum = (runs: readonly Run[], figure: (run: Run) => number) =>
+      runs.reduce((total, run) => total + figure(run), 0);
     const serviceNon2xx = sum(ours, (run) => run.non2xx);
     const serviceErrors = sum(ours, (run) => run.errors);
-    const row = (measure: string, value: string, target = '', verdict: Row['verdict'] = 'info'): Row => ({ case: '1 heartbeat', measure, value, target, verdict });
+    const row = (measure: string, value: string, target = '', verdict: Row['verdict'] = 'info'): Row => ({
+      case: '1 heartbeat',
+      measure,
+      value,
+      target,
+      verdict,
+    });
     return {
       title: 'Case 1: heartbeat throughput vs a bare Fastify route',
       rows: [
-        row('requests/s, bare Fastify', perRun(bare, (run) => run.requestsPerSecond, count)),
-        row('requests/s, service', perRun(ours, (run) => run.requestsPerSecond, count)),
-        row('ratio service / bare Fastify', ratio(serviceRate / bareRate), '>= 0.9', against(serviceRate / bareRate, { min: 0.9 })),
-        row('p50, bare Fastify', perRun(bare, (run) => run.p50Ms, ms)),
-        row('p50, service', perRun(ours, (run) => run.p50Ms, ms)),
-        row('p99, bare Fastify', perRun(bare, (run) => run.p99Ms, ms)),
-        row('p99, service', perRun(ours, (run) => run.p99Ms, ms), '<= 10 ms', against(serviceP99, { max: 10 })),
+        row(
+          'requests/s, bare Fastify',
+          perRun(bare, (run) => run.requestsPerSecond, count),
+        ),
+        row(
+          'requests/s, service',
+          perRun(ours, (run) => run.requestsPerSecond, count),
+        ),
+        row(
+          'ratio service / bare Fastify',
+          ratio(serviceRate / bareRate),
+          '>= 0.9',
+          against(serviceRate / bareRate, { min: 0.9 }),
+        ),
+        row(
+          'p50, bare Fastify',
+          perRun(bare, (run) => run.p50Ms, ms),
+        ),
+        row(
+          'p50, service',
+          perRun(ours, (run) => run.p50Ms, ms),
+        ),
+        row(
+          'p99, bare Fastify',
+          perRun(bare, (run) => run.p99Ms, ms),
+        ),
+        row(
+          'p99, service',
+          perRun(ours, (run) => run.p99Ms, ms),
+          '<= 10 ms',
+          against(serviceP99, { max: 10 }),
+        ),
         row('non-2xx, service (both runs)', count(serviceNon2xx), '0', against(serviceNon2xx, { max: 0 })),
-        row('errors / timeouts, service (both runs)', `${count(serviceErrors)} / ${count(sum(ours, (run) => run.timeouts))}`, '0', against(serviceErrors, { max: 0 })),
-        row('non-2xx / errors, bare Fastify (both runs)', `${count(sum(bare, (run) => run.non2xx))} / ${count(sum(bare, (run) => run.errors))}`),
-        row('server CPU in cores, bare Fastify / service', `${ratio(meanOf(bare, (run) => run.serverCores))} / ${ratio(meanOf(ours, (run) => run.serverCores))}`),
-        row('load generator CPU in cores, bare Fastify / service', `${ratio(meanOf(bare, (run) => run.generatorCores))} / ${ratio(meanOf(ours, (run) => run.generatorCores))}`),
+        row(
+          'errors / timeouts, service (both runs)',
+          `${count(serviceErrors)} / ${count(sum(ours, (run) => run.timeouts))}`,
+          '0',
+          against(serviceErrors, { max: 0 }),
+        ),
+        row(
+          'non-2xx / errors, bare Fastify (both runs)',
+          `${count(sum(bare, (run) => run.non2xx))} / ${count(sum(bare, (run) => run.errors))}`,
+        ),
+        row(
+          'server CPU in cores, bare Fastify / service',
+          `${ratio(meanOf(bare, (run) => run.serverCores))} / ${ratio(meanOf(ours, (run) => run.serverCores))}`,
+        ),
+        row(
+          'load generator CPU in cores, bare Fastify / service',
+          `${ratio(meanOf(bare, (run) => run.generatorCores))} / ${ratio(meanOf(ours, (run) => run.generatorCores))}`,
+        ),
         row('heartbeats acknowledged (distinct addresses)', `${count(okTotal)} (${count(acknowledged.size)})`),
         row(`acknowledged heartbeats missing after ${killSignal}`, count(missing), '0', against(missing, { max: 0 })),
       ],
@@ -120,7 +167,9 @@ export async function heartbeatCase(ctx: BenchContext): Promise<CaseReport> {
         `Warm-up ${WARM_UP_SECONDS} s each, then bare, service, bare, service (${ctx.durationSeconds} s each); figures are the mean of the two runs. ` +
           'Latencies are percentiles of every 2xx response time (autocannon hrtime, not its whole-millisecond histogram).',
         `The durability check opens the database read-only after the ${killSignal} and looks up the pseudonym of every address answered 200, warm-up included.` +
-          (ctx.profileDir === null ? '' : ` With --profile the service is stopped by SIGTERM so it can write its CPU profile to ${ctx.profileDir}.`),
+          (ctx.profileDir === null
+            ? ''
+            : ` With --profile the service is stopped by SIGTERM so it can write its CPU profile to ${ctx.profileDir}.`),
         'autocannon runs in the bench process on the same machine, so it takes CPU the server could otherwise use.',
       ],
     };

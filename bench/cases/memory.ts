@@ -1,4 +1,5 @@
-// Case 3: resident memory per online identity, database bytes per known identity, and the rate limiter's memory at its cap.
+// Case 3: resident memory per online identity, database bytes per known identity, and the rate limiter's memory at its
+// cap.
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DATABASE_FILE } from '../../src/store/sqlite.js';
@@ -12,7 +13,13 @@ const RATE_LIMITER_TARGET_BYTES = 20_000_000;
 
 /** Runs bench/memory-probe.ts and returns its JSON line, checked to hold the numbers `fields` names. */
 async function probe<K extends string>(args: readonly string[], fields: readonly K[]): Promise<Record<K, number>> {
-  const child = spawnTracked('memory probe', process.execPath, ['--expose-gc', '--import', 'tsx', join(REPO_ROOT, 'bench', 'memory-probe.ts'), ...args]);
+  const child = spawnTracked('memory probe', process.execPath, [
+    '--expose-gc',
+    '--import',
+    'tsx',
+    join(REPO_ROOT, 'bench', 'memory-probe.ts'),
+    ...args,
+  ]);
   try {
     const line = (await child.waitForLine(/^\{.*\}$/, PROBE_TIMEOUT_MS)).input;
     const exit = await child.exited;
@@ -41,7 +48,13 @@ export async function memoryCase(ctx: BenchContext): Promise<CaseReport> {
   ctx.log('case 3: memory probes');
   const none = await probe([noneDir], STORE_FIELDS);
   const all = await probe([allDir], STORE_FIELDS);
-  const limiter = await probe(['--rate-limiter'], ['entries', 'maxKeys', 'keysFed', 'heapUsedBytes', 'rssBytes'] as const);
+  const limiter = await probe(['--rate-limiter'], [
+    'entries',
+    'maxKeys',
+    'keysFed',
+    'heapUsedBytes',
+    'rssBytes',
+  ] as const);
 
   const databaseFile = join(noneDir, DATABASE_FILE);
   const wal = `${databaseFile}-wal`;
@@ -50,19 +63,38 @@ export async function memoryCase(ctx: BenchContext): Promise<CaseReport> {
   const rssPerOnline = (all.rssBytes - none.rssBytes) / onlineDelta;
   const heapPerOnline = (all.heapUsedBytes - none.heapUsedBytes) / onlineDelta;
   const dbPerKnown = databaseBytes / known;
-  const row = (measure: string, value: string, target = '', verdict: Row['verdict'] = 'info'): Row => ({ case: '3 memory, disk', measure, value, target, verdict });
+  const row = (measure: string, value: string, target = '', verdict: Row['verdict'] = 'info'): Row => ({
+    case: '3 memory, disk',
+    measure,
+    value,
+    target,
+    verdict,
+  });
   return {
     title: 'Case 3: memory and disk',
     rows: [
-      row('online identities in the two stores', `${count(none.online)} / ${count(all.online)} (of ${count(known)} known each)`),
+      row(
+        'online identities in the two stores',
+        `${count(none.online)} / ${count(all.online)} (of ${count(known)} known each)`,
+      ),
       row('probe RSS, none / all online', `${bytes(none.rssBytes)} / ${bytes(all.rssBytes)}`),
       row('RSS per online identity', `${count(rssPerOnline)} B`, '<= 250 B', against(rssPerOnline, { max: 250 })),
       row('heap used per online identity', `${count(heapPerOnline)} B`),
       row('database file (WAL checkpointed)', bytes(databaseBytes)),
       row('database bytes per known identity', `${count(dbPerKnown)} B`, '<= 200 B', against(dbPerKnown, { max: 200 })),
-      row(`rate limiter entries after ${count(limiter.keysFed)} distinct keys`, count(limiter.entries), `<= ${count(limiter.maxKeys)}`, against(limiter.entries, { max: limiter.maxKeys })),
+      row(
+        `rate limiter entries after ${count(limiter.keysFed)} distinct keys`,
+        count(limiter.entries),
+        `<= ${count(limiter.maxKeys)}`,
+        against(limiter.entries, { max: limiter.maxKeys }),
+      ),
       row('rate limiter heap per entry', `${count(limiter.heapUsedBytes / limiter.entries)} B`),
-      row('rate limiter heap in all (RSS growth)', `${bytes(limiter.heapUsedBytes)} (${bytes(limiter.rssBytes)})`, '<= 20 MB', against(limiter.heapUsedBytes, { max: RATE_LIMITER_TARGET_BYTES })),
+      row(
+        'rate limiter heap in all (RSS growth)',
+        `${bytes(limiter.heapUsedBytes)} (${bytes(limiter.rssBytes)})`,
+        '<= 20 MB',
+        against(limiter.heapUsedBytes, { max: RATE_LIMITER_TARGET_BYTES }),
+      ),
     ],
     notes: [
       'RSS and heap are read in a child process (node --expose-gc) after four full collections, with the store open: ' +

@@ -1,11 +1,24 @@
-// Case 6: the FastAPI demo (bench/peers/fastapi_demo.py) and the service under the same heartbeat load, on the same users.
+// Case 6: the FastAPI demo (bench/peers/fastapi_demo.py) and the service under the same heartbeat load, on the same
+// users.
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchContext } from '../context.js';
 import { get, load, simulatedAddress, type LoadResult } from '../load.js';
 import { count, ms, ratio, type CaseReport, type Row } from '../report.js';
-import { CLI, REPO_ROOT, SECRET, freePort, runToEnd, scratchDir, sleep, spawnTracked, startService, stop, type Tracked } from '../support.js';
+import {
+  CLI,
+  REPO_ROOT,
+  SECRET,
+  freePort,
+  runToEnd,
+  scratchDir,
+  sleep,
+  spawnTracked,
+  startService,
+  stop,
+  type Tracked,
+} from '../support.js';
 
 /** Debian's interpreter, where apt installs fastapi and uvicorn (not a pyenv shim). */
 const PYTHON = '/usr/bin/python3';
@@ -15,7 +28,10 @@ const WARM_UP_SECONDS = 2;
 const START_TIMEOUT_MS = 60_000;
 const DAY_MS = 86_400_000;
 
-/** The demo's users_data.json: N addresses last seen over the past day, as naive UTC ISO times with microseconds (datetime.isoformat()). */
+/**
+ * The demo's users_data.json: N addresses last seen over the past day, as naive UTC ISO times with microseconds
+ * (datetime.isoformat()).
+ */
 function usersData(users: number, nowMs: number): string {
   const entries: string[] = [];
   for (let n = 0; n < users; n++) {
@@ -55,8 +71,14 @@ function heartbeats(url: string, ctx: BenchContext, seconds: number): Promise<Lo
 
 async function demoRun(ctx: BenchContext, dir: string): Promise<LoadResult> {
   const port = await freePort();
-  // uvicorn believes X-Forwarded-For from 127.0.0.1 by default, so the demo's 1/s per-address limit sees distinct clients.
-  const demo = spawnTracked('FastAPI demo', PYTHON, ['-m', 'uvicorn', 'main:app', '--host', '127.0.0.1', '--port', String(port)], dir);
+  // uvicorn believes X-Forwarded-For from 127.0.0.1 by default, so the demo's 1/s per-address limit sees distinct
+  // clients.
+  const demo = spawnTracked(
+    'FastAPI demo',
+    PYTHON,
+    ['-m', 'uvicorn', 'main:app', '--host', '127.0.0.1', '--port', String(port)],
+    dir,
+  );
   try {
     await demoReady(demo, port);
     await heartbeats(`http://127.0.0.1:${port}`, ctx, WARM_UP_SECONDS);
@@ -69,7 +91,12 @@ async function demoRun(ctx: BenchContext, dir: string): Promise<LoadResult> {
 
 async function ourRun(ctx: BenchContext, usersFile: string): Promise<LoadResult> {
   const dataDir = scratchDir('peer-ours');
-  await runToEnd('online-stats import', process.execPath, [CLI, 'import', usersFile, '--data-dir', dataDir, '--identity-secret', SECRET], 120_000);
+  await runToEnd(
+    'online-stats import',
+    process.execPath,
+    [CLI, 'import', usersFile, '--data-dir', dataDir, '--identity-secret', SECRET],
+    120_000,
+  );
   const service = await startService(['--data-dir', dataDir, '--trust-proxy', '127.0.0.1']);
   try {
     await heartbeats(service.url, ctx, WARM_UP_SECONDS);
@@ -89,7 +116,15 @@ export async function peerCase(ctx: BenchContext): Promise<CaseReport> {
     const why = (check.stderr || check.error?.message || `exit ${check.status}`).trim().split('\n').pop() ?? '';
     return {
       title,
-      rows: [{ case: '6 FastAPI demo', measure: 'skipped', value: `${PYTHON} cannot import fastapi, uvicorn (${why})`, target: '', verdict: 'info' }],
+      rows: [
+        {
+          case: '6 FastAPI demo',
+          measure: 'skipped',
+          value: `${PYTHON} cannot import fastapi, uvicorn (${why})`,
+          target: '',
+          verdict: 'info',
+        },
+      ],
       notes: [`To run it: ${INSTALL_HINT} (Debian's packages, for ${PYTHON}).`],
     };
   }
@@ -109,7 +144,13 @@ export async function peerCase(ctx: BenchContext): Promise<CaseReport> {
     rows.push(
       { case: name, measure: 'FastAPI demo', value: summary(demo), target: '', verdict: 'info' },
       { case: name, measure: 'online-stats', value: summary(ours), target: '', verdict: 'info' },
-      { case: name, measure: 'ratio online-stats / demo, req/s', value: ratio(ours.requestsPerSecond / demo.requestsPerSecond), target: '', verdict: 'info' },
+      {
+        case: name,
+        measure: 'ratio online-stats / demo, req/s',
+        value: ratio(ours.requestsPerSecond / demo.requestsPerSecond),
+        target: '',
+        verdict: 'info',
+      },
     );
   }
   return {

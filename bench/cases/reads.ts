@@ -1,4 +1,5 @@
-// Case 2: reads at 10k, 100k and 1M known identities, over HTTP and as in-process query costs that must not grow with users.
+// Case 2: reads at 10k, 100k and 1M known identities, over HTTP and as in-process query costs that must not grow with
+// users.
 import { join } from 'node:path';
 import { defaultConfig } from '../../src/config.js';
 import { storeOptions } from '../../src/open-store.js';
@@ -30,7 +31,10 @@ interface AtSize {
   queryMicros: Record<string, number>;
 }
 
-/** Mean microseconds per call of `query`, after as many calls to warm it up (the first size measured would pay for the JIT otherwise). */
+/**
+ * Mean microseconds per call of `query`, after as many calls to warm it up (the first size measured would pay for the
+ * JIT otherwise).
+ */
 async function perCallMicros(query: () => Promise<number>): Promise<number> {
   for (let i = 0; i < QUERY_CALLS; i++) await query();
   const startedMs = performance.now();
@@ -54,15 +58,37 @@ async function queryCosts(dataDir: string): Promise<Record<string, number>> {
 
 async function atSize(ctx: BenchContext, known: number): Promise<AtSize> {
   const dataDir = await ctx.seeds.get(known, Math.floor(known / 10));
-  const service = await startService(['--data-dir', dataDir, '--read-rate-limit', 'off', '--rate-limit', 'off', '--address-rate-limit', 'off']);
+  const service = await startService([
+    '--data-dir',
+    dataDir,
+    '--read-rate-limit',
+    'off',
+    '--rate-limit',
+    'off',
+    '--address-rate-limit',
+    'off',
+  ]);
   const endpoints: Endpoint[] = [];
   let serverRssBytes: number;
   try {
     let next = 0;
-    await load({ url: service.url, connections: ctx.connections, seconds: WARM_UP_SECONDS, method: 'GET', path: PATHS[0] as string, vary: () => ({ path: PATHS[next++ % PATHS.length] as string }) });
+    await load({
+      url: service.url,
+      connections: ctx.connections,
+      seconds: WARM_UP_SECONDS,
+      method: 'GET',
+      path: PATHS[0] as string,
+      vary: () => ({ path: PATHS[next++ % PATHS.length] as string }),
+    });
     for (const path of PATHS) {
       ctx.log(`case 2: ${count(known)} known: GET ${path}`);
-      const loaded = await load({ url: service.url, connections: ctx.connections, seconds: ctx.durationSeconds / 2, method: 'GET', path });
+      const loaded = await load({
+        url: service.url,
+        connections: ctx.connections,
+        seconds: ctx.durationSeconds / 2,
+        method: 'GET',
+        path,
+      });
       const unloaded = await load({ url: service.url, connections: 1, amount: UNLOADED_REQUESTS, method: 'GET', path });
       endpoints.push({ path, loaded, unloaded });
     }
@@ -101,7 +127,13 @@ export async function readsCase(ctx: BenchContext): Promise<CaseReport> {
         verdict: failures > 0 ? 'FAIL' : against(unloaded.p99Ms, { max: 2 }),
       });
     }
-    rows.push({ case: name, measure: 'server VmRSS after the reads', value: bytes(result.serverRssBytes), target: '', verdict: 'info' });
+    rows.push({
+      case: name,
+      measure: 'server VmRSS after the reads',
+      value: bytes(result.serverRssBytes),
+      target: '',
+      verdict: 'info',
+    });
   }
   const first = results[0] as AtSize;
   const last = results[results.length - 1] as AtSize;

@@ -1,4 +1,5 @@
-// Case 4: a restart of the service on 1M known / 100k online identities: how long until ready, and the online count unchanged.
+// Case 4: a restart of the service on 1M known / 100k online identities: how long until ready, and the online count
+// unchanged.
 import type { BenchContext } from '../context.js';
 import { get } from '../load.js';
 import { against, count, type CaseReport, type Row } from '../report.js';
@@ -10,7 +11,10 @@ const READY_TIMEOUT_MS = 60_000;
 async function onlineCount(url: string): Promise<number> {
   const { status, body } = await get(`${url}/online_clients`);
   const parsed: unknown = JSON.parse(body);
-  const value = typeof parsed === 'object' && parsed !== null ? (parsed as Record<string, unknown>).online_clients_count : undefined;
+  const value =
+    typeof parsed === 'object' && parsed !== null
+      ? (parsed as Record<string, unknown>).online_clients_count
+      : undefined;
   if (status !== 200 || typeof value !== 'number') throw new Error(`GET /online_clients answered ${status}: ${body}`);
   return value;
 }
@@ -54,14 +58,33 @@ export async function restartCase(ctx: BenchContext): Promise<CaseReport> {
     const startupMs: unknown = (JSON.parse(readyLine) as Record<string, unknown>).startupMs;
     const after = await onlineCount(second.url);
     const tookMs = readyMs - spawnedMs;
-    const row = (measure: string, value: string, target = '', verdict: Row['verdict'] = 'info'): Row => ({ case: '4 restart', measure, value, target, verdict });
+    const row = (measure: string, value: string, target = '', verdict: Row['verdict'] = 'info'): Row => ({
+      case: '4 restart',
+      measure,
+      value,
+      target,
+      verdict,
+    });
     return {
       title: 'Case 4: restart',
       rows: [
-        row('exit code after SIGTERM', `${exit.code ?? exit.signal}${exit.forced ? ' (SIGKILLed after 15 s)' : ''}`, '0', exit.code === 0 && !exit.forced ? 'pass' : 'FAIL'),
+        row(
+          'exit code after SIGTERM',
+          `${exit.code ?? exit.signal}${exit.forced ? ' (SIGKILLed after 15 s)' : ''}`,
+          '0',
+          exit.code === 0 && !exit.forced ? 'pass' : 'FAIL',
+        ),
         row('spawn to first 200 from GET /readyz', `${count(tookMs)} ms`, '<= 3000 ms', against(tookMs, { max: 3000 })),
-        row('startupMs of the "online-stats ready" log line', typeof startupMs === 'number' ? `${count(startupMs)} ms` : `missing: ${readyLine}`),
-        row('online before / after the restart', `${count(before)} / ${count(after)}`, 'after == before', after === before ? 'pass' : 'FAIL'),
+        row(
+          'startupMs of the "online-stats ready" log line',
+          typeof startupMs === 'number' ? `${count(startupMs)} ms` : `missing: ${readyLine}`,
+        ),
+        row(
+          'online before / after the restart',
+          `${count(before)} / ${count(after)}`,
+          'after == before',
+          after === before ? 'pass' : 'FAIL',
+        ),
       ],
       notes: [
         `${count(known)} known identities, ${count(online)} online, production defaults. The new process listens on the port the old one used; ` +

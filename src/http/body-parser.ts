@@ -1,4 +1,5 @@
-// Request bodies: JSON, and text/plain holding JSON (navigator.sendBeacon cannot set a JSON content type); an empty body is no body.
+// Request bodies: JSON, and text/plain holding JSON (navigator.sendBeacon cannot set a JSON content type); an empty
+// body is no body.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { serviceError } from '../errors.js';
 
@@ -10,7 +11,10 @@ export function installBodyParser(app: FastifyInstance): void {
   const parseJson = (_request: FastifyRequest, body: string, done: (error: Error | null, value?: unknown) => void) => {
     if (body.trim() === '') return done(null, undefined);
     try {
-      done(null, JSON.parse(body, (key, value: unknown) => (POISONED.has(key) ? undefined : value)));
+      done(
+        null,
+        JSON.parse(body, (key, value: unknown) => (POISONED.has(key) ? undefined : value)),
+      );
     } catch (error) {
       done(serviceError('INVALID_JSON', (error as Error).message));
     }

@@ -1,4 +1,5 @@
-// How failures are answered: one JSON shape for every error and for unknown routes, with stable codes from the ERRORS table.
+// How failures are answered: one JSON shape for every error and for unknown routes, with stable codes from the ERRORS
+// table.
 import { STATUS_CODES } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { ERRORS, codeOf, serviceError } from '../errors.js';
@@ -9,7 +10,8 @@ export function installErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler((error: RaisedError, request, reply) => {
     const statusCode = error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
     // A 503 is an expected state (store unreachable, shutting down): one line, not a stack per request.
-    if (statusCode === 503) request.log.warn({ code: error.code, reason: error.message }, 'request refused: service unavailable');
+    if (statusCode === 503)
+      request.log.warn({ code: error.code, reason: error.message }, 'request refused: service unavailable');
     else if (statusCode >= 500) request.log.error({ err: error }, 'request failed');
     if (statusCode === 503) reply.header('retry-after', '1');
     const message = statusCode >= 500 && statusCode !== 503 ? ERRORS.INTERNAL.message : error.message;

@@ -35,7 +35,12 @@ const digest = (text: string): Buffer => createHash('sha256').update(text).diges
 /** The limiter's key of a budget of one identity (a pseudonym): `ingest:…`, `read:…`, `addr:…`. */
 const limiterKey = (budget: Budget | 'addr', pseudonym: string): string => `${budget}:${pseudonym}`;
 
-export function createGuards(config: Readonly<Config>, limiter: RateLimiterStore, pseudonymizer: Pseudonymizer, nowMs: () => number): Guards {
+export function createGuards(
+  config: Readonly<Config>,
+  limiter: RateLimiterStore,
+  pseudonymizer: Pseudonymizer,
+  nowMs: () => number,
+): Guards {
   const tokenDigest = config.apiToken === null ? null : digest(config.apiToken);
   const rates: Record<Budget, Rate | null> = { ingest: config.ingestRateLimit, read: config.readRateLimit };
 
@@ -43,7 +48,8 @@ export function createGuards(config: Readonly<Config>, limiter: RateLimiterStore
     if (request.caller) return request.caller;
     const address = normalizeAddress(request.ip);
     const body = options?.ignoreBody ? undefined : (request.body as { client_id?: unknown } | undefined | null);
-    const fromBody = body && typeof body === 'object' && typeof body.client_id === 'string' ? body.client_id : undefined;
+    const fromBody =
+      body && typeof body === 'object' && typeof body.client_id === 'string' ? body.client_id : undefined;
     const header = request.headers['x-client-id'];
     const clientId = fromBody ?? (typeof header === 'string' ? header : undefined);
     const caller = { address, clientId, identity: pseudonymizer.pseudonym(identityOf(clientId, address)) };

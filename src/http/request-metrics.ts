@@ -8,7 +8,8 @@ export function installRequestMetrics(app: FastifyInstance, metrics: Metrics): v
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.request(route, request.method, reply.statusCode, reply.elapsedTime / 1000);
-    if (reply.statusCode >= 400 && INGEST_ROUTES.has(route)) metrics.heartbeatsRejected(rejectionReason(reply.statusCode));
+    if (reply.statusCode >= 400 && INGEST_ROUTES.has(route))
+      metrics.heartbeatsRejected(rejectionReason(reply.statusCode));
   });
 }
 

@@ -1,4 +1,5 @@
-// What a route needs, declared in its options (`config: { auth: 'token', budget: 'read' }`) and applied by one onRoute hook.
+// What a route needs, declared in its options (`config: { auth: 'token', budget: 'read' }`) and applied by one onRoute
+// hook.
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import type { Config } from '../config.js';
 import type { Budget, Guards } from './guards.js';
@@ -32,15 +33,22 @@ export function applyRouteConfig(app: FastifyInstance, config: Readonly<Config>,
     const check = checkFor(needs.auth === 'token', needs.callerFromBody === false, needs.budget, guards);
     if (needs.auth === 'token') route.schema = { ...route.schema, security };
     if (check === null) return;
-    const own = route.preHandler === undefined ? [] : Array.isArray(route.preHandler) ? route.preHandler : [route.preHandler];
+    const own =
+      route.preHandler === undefined ? [] : Array.isArray(route.preHandler) ? route.preHandler : [route.preHandler];
     route.preHandler = [check, ...own];
   });
 }
 
-function checkFor(token: boolean, callerFromHeaders: boolean, budget: Budget | undefined, guards: Guards): Check | null {
+function checkFor(
+  token: boolean,
+  callerFromHeaders: boolean,
+  budget: Budget | undefined,
+  guards: Guards,
+): Check | null {
   if (!token && !callerFromHeaders && budget === undefined) return null;
   // The heartbeat's own check is the common case: one await, no branches.
-  if (!token && !callerFromHeaders && budget !== undefined) return (request, reply) => guards.rateLimit(budget, request, reply);
+  if (!token && !callerFromHeaders && budget !== undefined)
+    return (request, reply) => guards.rateLimit(budget, request, reply);
   return async (request, reply) => {
     if (token) guards.requireToken(request);
     if (callerFromHeaders) guards.callerOf(request, { ignoreBody: true });

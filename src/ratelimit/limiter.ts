@@ -18,7 +18,11 @@ export interface RateLimiterStore {
 }
 
 /** One GCRA step: the new theoretical arrival time (or null when denied) and the decision. */
-export function gcra(tatMs: number | undefined, rate: Rate, nowMs: number): { tatMs: number | null; decision: RateDecision } {
+export function gcra(
+  tatMs: number | undefined,
+  rate: Rate,
+  nowMs: number,
+): { tatMs: number | null; decision: RateDecision } {
   const intervalMs = rate.periodMs / rate.count;
   const toleranceMs = intervalMs * (rate.burst - 1);
   const tat = Math.max(tatMs ?? nowMs, nowMs);

@@ -55,13 +55,17 @@ export class RedisRateLimiterStore implements RateLimiterStore {
     for (const [shard, group] of byShard) {
       const keys = group.map((pending) => this.keys.rateLimit(shard, pending.key));
       const args = group.flatMap(({ rate, nowMs }) => [nowMs, rate.periodMs, rate.count, rate.burst]);
-      this.redis.run((client) => GCRA.run(client, keys, args)).then(
-        (reply) => {
-          const results = reply as (number | string | null)[];
-          group.forEach((pending, i) => pending.done(decide(pending, results[2 * i] === 1, results[2 * i + 1] ?? null)));
-        },
-        (error: unknown) => group.forEach((pending) => pending.fail(error)),
-      );
+      this.redis
+        .run((client) => GCRA.run(client, keys, args))
+        .then(
+          (reply) => {
+            const results = reply as (number | string | null)[];
+            group.forEach((pending, i) =>
+              pending.done(decide(pending, results[2 * i] === 1, results[2 * i + 1] ?? null)),
+            );
+          },
+          (error: unknown) => group.forEach((pending) => pending.fail(error)),
+        );
     }
   }
 }

@@ -1,4 +1,5 @@
-// The Redis connection shared by the store and the limiter: standalone or Cluster (detected), failing fast instead of queueing.
+// The Redis connection shared by the store and the limiter: standalone or Cluster (detected), failing fast instead of
+// queueing.
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { flagOf } from '../config.js';
 import { ConfigError, StoreUnavailableError } from '../errors.js';
@@ -16,7 +17,9 @@ export type RedisClient = Redis | Cluster;
 function isUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return true;
   if (error.name !== 'ReplyError') return true;
-  return /^(CLUSTERDOWN|LOADING|MASTERDOWN|READONLY|TRYAGAIN|BUSY|OOM|MISCONF|NOREPLICAS|MOVED|ASK)\b/.test(error.message);
+  return /^(CLUSTERDOWN|LOADING|MASTERDOWN|READONLY|TRYAGAIN|BUSY|OOM|MISCONF|NOREPLICAS|MOVED|ASK)\b/.test(
+    error.message,
+  );
 }
 
 function unavailable(error: unknown): unknown {
@@ -71,7 +74,11 @@ async function waitReady(client: RedisClient, what: string): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       cleanup();
-      reject(new StoreUnavailableError(`cannot reach redis at ${what} within ${CONNECT_WAIT_MS} ms${lastError ? `: ${lastError.message}` : ''}`));
+      reject(
+        new StoreUnavailableError(
+          `cannot reach redis at ${what} within ${CONNECT_WAIT_MS} ms${lastError ? `: ${lastError.message}` : ''}`,
+        ),
+      );
     }, CONNECT_WAIT_MS);
     let lastError: Error | null = null;
     const onError = (error: Error) => (lastError = error);
@@ -115,12 +122,16 @@ export class RedisConnection {
   async run<T>(operation: (client: RedisClient) => Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new StoreUnavailableError(`redis did not answer within ${REDIS_DEADLINE_MS} ms`)), REDIS_DEADLINE_MS);
+      timer = setTimeout(
+        () => reject(new StoreUnavailableError(`redis did not answer within ${REDIS_DEADLINE_MS} ms`)),
+        REDIS_DEADLINE_MS,
+      );
     });
     try {
       return await Promise.race([operation(this.client), deadline]);
     } catch (error) {
-      if (error instanceof StoreUnavailableError || (error instanceof Error && /timed out/i.test(error.message))) this.reset(error.message);
+      if (error instanceof StoreUnavailableError || (error instanceof Error && /timed out/i.test(error.message)))
+        this.reset(error.message);
       throw unavailable(error);
     } finally {
       clearTimeout(timer);
@@ -152,9 +163,14 @@ export class RedisConnection {
   }
 }
 
-/** Connects to the first URL; if that server is a Cluster node, reconnects as a Cluster client seeded with every URL. */
+/**
+ * Connects to the first URL; if that server is a Cluster node, reconnects as a Cluster client seeded with every URL.
+ */
 export async function connectRedis(urlList: string): Promise<RedisConnection> {
-  const urls = urlList.split(',').filter((part) => part.trim() !== '').map(parseRedisUrl);
+  const urls = urlList
+    .split(',')
+    .filter((part) => part.trim() !== '')
+    .map(parseRedisUrl);
   const first = urls[0];
   if (!first) throw new ConfigError(flagOf('redisUrl'), 'is empty');
   const shown = urls.map((url) => `${url.protocol}//${url.host}`).join(',');

@@ -1,4 +1,5 @@
-// The settings that shape the data in Redis (shards, time zone, identity secret) must agree on every instance: checked at start.
+// The settings that shape the data in Redis (shards, time zone, identity secret) must agree on every instance: checked
+// at start.
 import { createHmac } from 'node:crypto';
 import { flagOf, type Config } from '../config.js';
 import { ConfigError } from '../errors.js';
@@ -13,13 +14,21 @@ export interface DeploymentSettings {
 }
 
 /** The meta field of each compared setting, and the setting a mismatch is reported against. */
-const COMPARED: Record<string, keyof Config> = { shards: 'redisShards', timeZone: 'timeZone', secret: 'identitySecret' };
+const COMPARED: Record<string, keyof Config> = {
+  shards: 'redisShards',
+  timeZone: 'timeZone',
+  secret: 'identitySecret',
+};
 
 /**
  * The first instance writes the settings, the others compare, and an instance that disagrees
  * refuses to start (ConfigError, exit 2) rather than counting one user as several or misplacing days.
  */
-export async function checkDeployment(redis: RedisConnection, keys: RedisKeys, settings: DeploymentSettings): Promise<void> {
+export async function checkDeployment(
+  redis: RedisConnection,
+  keys: RedisKeys,
+  settings: DeploymentSettings,
+): Promise<void> {
   const wanted: Record<string, string> = { shards: String(keys.shards), timeZone: settings.timeZone };
   if (settings.secretFingerprint !== undefined) wanted.secret = settings.secretFingerprint;
   const names = Object.keys(wanted);

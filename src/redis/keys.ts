@@ -1,4 +1,5 @@
-// The Redis key layout of one deployment (docs/scaling.md): every key name the store and the limiter use, and the shard of an identity.
+// The Redis key layout of one deployment (docs/scaling.md): every key name the store and the limiter use, and the shard
+// of an identity.
 import { flagOf } from '../config.js';
 import { ConfigError } from '../errors.js';
 
@@ -8,7 +9,8 @@ export class RedisKeys {
     readonly prefix: string,
     readonly shards: number,
   ) {
-    if (/[{}]/.test(prefix)) throw new ConfigError(flagOf('redisPrefix'), 'must not contain { or } (they would change the hash tags)');
+    if (/[{}]/.test(prefix))
+      throw new ConfigError(flagOf('redisPrefix'), 'must not contain { or } (they would change the hash tags)');
   }
 
   tag(shard: number): string {

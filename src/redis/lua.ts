@@ -16,7 +16,11 @@ export class LuaScript {
     return new LuaScript(readFileSync(url, 'utf8'));
   }
 
-  async run(client: RedisClient, keys: readonly string[], args: readonly (string | Buffer | number)[]): Promise<unknown> {
+  async run(
+    client: RedisClient,
+    keys: readonly string[],
+    args: readonly (string | Buffer | number)[],
+  ): Promise<unknown> {
     try {
       return await client.call('EVALSHA', [this.sha, keys.length, ...keys, ...args]);
     } catch (error) {

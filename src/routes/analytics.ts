@@ -55,16 +55,27 @@ export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, d
       if (fromMs === null) throw serviceError('INVALID_DATE_RANGE', `from: ${from} is not a calendar day`);
       if (toMs === null) throw serviceError('INVALID_DATE_RANGE', `to: ${to} is not a calendar day`);
       if (fromMs > toMs) throw serviceError('INVALID_DATE_RANGE', `from (${from}) is after to (${to})`);
-      if ((toMs - fromMs) / DAY_MS + 1 > MAX_RANGE_DAYS) throw serviceError('INVALID_DATE_RANGE', `from..to spans more than ${MAX_RANGE_DAYS} days`);
+      if ((toMs - fromMs) / DAY_MS + 1 > MAX_RANGE_DAYS)
+        throw serviceError('INVALID_DATE_RANGE', `from..to spans more than ${MAX_RANGE_DAYS} days`);
       const days = deps.calendar.daysBetween(from, to);
       const activity = await store.dailyActivity(days);
       const window = (day: string, length: number) => deps.calendar.daysBetween(shiftDay(day, -(length - 1)), day);
       const rows = await Promise.all(
         activity.map(async ({ day, active, new: fresh }) => {
-          const [weekly, monthly] = await Promise.all([store.distinctActive(window(day, 7)), store.distinctActive(window(day, 30))]);
+          const [weekly, monthly] = await Promise.all([
+            store.distinctActive(window(day, 7)),
+            store.distinctActive(window(day, 30)),
+          ]);
           const wau = Math.max(weekly, active);
           const mau = Math.max(monthly, wau);
-          return { day, dau: active, wau, mau, new: fresh, stickiness: mau === 0 ? 0 : Math.round((active / mau) * 10_000) / 10_000 };
+          return {
+            day,
+            dau: active,
+            wau,
+            mau,
+            new: fresh,
+            stickiness: mau === 0 ? 0 : Math.round((active / mau) * 10_000) / 10_000,
+          };
         }),
       );
       return { time_zone: config.timeZone, days: rows };
@@ -99,7 +110,12 @@ export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, d
         store.countActive(nowMs - 30 * DAY_MS, nowMs),
         store.topChannels(nowMs, 10),
       ]);
-      return { online_clients_count: online, active: { '1': day, '7': week, '30': month }, top_channels: top, time_zone: config.timeZone };
+      return {
+        online_clients_count: online,
+        active: { '1': day, '7': week, '30': month },
+        top_channels: top,
+        time_zone: config.timeZone,
+      };
     },
   );
 };

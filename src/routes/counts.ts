@@ -12,7 +12,8 @@ export const countRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
   const online = {
     schema: {
       summary: 'How many clients are online now',
-      description: 'Identities whose last heartbeat is within the heartbeat timeout (and that have not left), exact at the moment of the query.',
+      description:
+        'Identities whose last heartbeat is within the heartbeat timeout (and that have not left), exact at the moment of the query.',
       tags: ['reads'],
       headers: ClientIdHeaders,
       querystring: Type.Object({ channel: Type.Optional(channelSchema(config.maxChannelLength)) }),
@@ -33,9 +34,17 @@ export const countRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
       tags: ['reads'],
       headers: ClientIdHeaders,
       querystring: Type.Object({
-        days: Type.Integer({ minimum: 1, maximum: config.maxDays, default: 7, description: `Look-back in days, 1 to ${config.maxDays}` }),
+        days: Type.Integer({
+          minimum: 1,
+          maximum: config.maxDays,
+          default: 7,
+          description: `Look-back in days, 1 to ${config.maxDays}`,
+        }),
       }),
-      response: { 200: Type.Object({ recent_users_count: Type.Integer({ minimum: 0 }), days: Type.Integer() }), ...readErrors },
+      response: {
+        200: Type.Object({ recent_users_count: Type.Integer({ minimum: 0 }), days: Type.Integer() }),
+        ...readErrors,
+      },
     },
     config: { auth: 'token', budget: 'read' } as const,
   };

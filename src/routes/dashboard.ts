@@ -53,7 +53,11 @@ function loadClientBuild(): Asset | null {
 }
 
 function send(request: FastifyRequest, reply: FastifyReply, file: Asset, cacheControl: string): FastifyReply {
-  reply.header('content-type', file.type).header('etag', file.etag).header('cache-control', cacheControl).header('vary', 'accept-encoding');
+  reply
+    .header('content-type', file.type)
+    .header('etag', file.etag)
+    .header('cache-control', cacheControl)
+    .header('vary', 'accept-encoding');
   if (request.headers['if-none-match'] === file.etag) return reply.code(304).send();
   if (/\bgzip\b/.test(String(request.headers['accept-encoding'] ?? ''))) {
     return reply.header('content-encoding', 'gzip').send(file.gzipped);
@@ -82,18 +86,25 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app) =
     return send(request, reply, page, 'no-cache');
   });
 
-  app.get<{ Params: { name: string }; Querystring: { v?: string } }>('/dashboard/:name', { schema: { hide: true } }, async (request, reply) => {
-    const file = assets.get(request.params.name);
-    if (!file) return reply.callNotFound();
-    reply.header('x-content-type-options', 'nosniff');
-    const versioned = request.query.v === file.hash;
-    return send(request, reply, file, versioned ? 'public, max-age=31536000, immutable' : 'no-cache');
-  });
+  app.get<{ Params: { name: string }; Querystring: { v?: string } }>(
+    '/dashboard/:name',
+    { schema: { hide: true } },
+    async (request, reply) => {
+      const file = assets.get(request.params.name);
+      if (!file) return reply.callNotFound();
+      reply.header('x-content-type-options', 'nosniff');
+      const versioned = request.query.v === file.hash;
+      return send(request, reply, file, versioned ? 'public, max-age=31536000, immutable' : 'no-cache');
+    },
+  );
 
   app.get('/client.js', { schema: { hide: true } }, async (request, reply) => {
     if (!client) return reply.callNotFound();
     // Public code: any page may load it, and module scripts from another origin are fetched with CORS.
-    reply.header('access-control-allow-origin', '*').header('cross-origin-resource-policy', 'cross-origin').header('x-content-type-options', 'nosniff');
+    reply
+      .header('access-control-allow-origin', '*')
+      .header('cross-origin-resource-policy', 'cross-origin')
+      .header('x-content-type-options', 'nosniff');
     return send(request, reply, client, 'public, max-age=3600');
   });
 };

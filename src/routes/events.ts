@@ -50,7 +50,8 @@ export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
     timer = keepalive = null;
   };
 
-  // preClose, not onClose: the server waits for open connections before onClose runs, and a stream never ends by itself.
+  // preClose, not onClose: the server waits for open connections before onClose runs, and a stream never ends by
+  // itself.
   app.addHook('preClose', async () => {
     stopTimers();
     for (const stream of streams) stream.end();
@@ -67,7 +68,12 @@ export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
           'at most once a second. With an API token configured, send it in the Authorization header (read the stream with fetch).',
         tags: ['analytics'],
         headers: ClientIdHeaders,
-        response: { 200: Type.String({ description: 'text/event-stream' }), 401: Type.Ref('Error'), 429: Type.Ref('Error'), 503: Type.Ref('Error') },
+        response: {
+          200: Type.String({ description: 'text/event-stream' }),
+          401: Type.Ref('Error'),
+          429: Type.Ref('Error'),
+          503: Type.Ref('Error'),
+        },
       },
       config: { auth: 'token', budget: 'read' },
       preHandler: async () => {

@@ -1,13 +1,18 @@
-// Liveness and readiness for orchestrators (never rate-limited, never behind the token), and the Prometheus metrics (behind the token).
+// Liveness and readiness for orchestrators (never rate-limited, never behind the token), and the Prometheus metrics
+// (behind the token).
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { AppDeps } from '../http/deps.js';
 import { serviceError } from '../errors.js';
 
 export const healthRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
   const Status = Type.Object({ status: Type.String() });
-  app.get('/healthz', { schema: { summary: 'Liveness: the process answers', tags: ['health'], response: { 200: Status } } }, async () => ({
-    status: 'ok',
-  }));
+  app.get(
+    '/healthz',
+    { schema: { summary: 'Liveness: the process answers', tags: ['health'], response: { 200: Status } } },
+    async () => ({
+      status: 'ok',
+    }),
+  );
   app.get(
     '/readyz',
     {

@@ -10,7 +10,10 @@ export const HEARTBEAT_BODY_LIMIT_BYTES = 2048;
 export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
   const { config, store, clock, guards } = deps;
   const Channel = channelSchema(config.maxChannelLength);
-  const HeartbeatBody = Type.Object({ client_id: Type.Optional(ClientId), channel: Type.Optional(Channel) }, { additionalProperties: false });
+  const HeartbeatBody = Type.Object(
+    { client_id: Type.Optional(ClientId), channel: Type.Optional(Channel) },
+    { additionalProperties: false },
+  );
 
   // The demo's clients post no body at all; it means the same as an empty object.
   app.addHook('preValidation', async (request) => {
@@ -30,7 +33,10 @@ export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
         headers: ClientIdHeaders,
         body: HeartbeatBody,
         response: {
-          200: Type.Object({ message: Type.Literal('Heartbeat received'), ip: Type.String({ description: 'The caller address the service saw' }) }),
+          200: Type.Object({
+            message: Type.Literal('Heartbeat received'),
+            ip: Type.String({ description: 'The caller address the service saw' }),
+          }),
           ...errorResponses,
         },
       },
@@ -38,11 +44,17 @@ export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
     },
     async (request, reply) => {
       const caller = guards.callerOf(request);
-      const outcome = await store.recordHeartbeats([{ identity: caller.identity, channel: request.body.channel ?? null }], clock.nowMs());
+      const outcome = await store.recordHeartbeats(
+        [{ identity: caller.identity, channel: request.body.channel ?? null }],
+        clock.nowMs(),
+      );
       deps.metrics.heartbeatsAccepted(1);
       if (outcome.channelsRefused > 0) {
         deps.metrics.heartbeatsRejected('channel_limit', outcome.channelsRefused);
-        reply.header('warning', `199 online-stats "channel not tracked: ${config.maxChannels} channels are online already"`);
+        reply.header(
+          'warning',
+          `199 online-stats "channel not tracked: ${config.maxChannels} channels are online already"`,
+        );
       }
       return { message: 'Heartbeat received' as const, ip: caller.address };
     },
@@ -58,7 +70,10 @@ export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
         tags: ['ingest'],
         headers: ClientIdHeaders,
         body: HeartbeatBody,
-        response: { 200: Type.Object({ message: Type.Literal('Leave received'), ip: Type.String() }), ...errorResponses },
+        response: {
+          200: Type.Object({ message: Type.Literal('Leave received'), ip: Type.String() }),
+          ...errorResponses,
+        },
       },
       config: { budget: 'ingest' },
     },
@@ -82,10 +97,17 @@ export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
         tags: ['ingest'],
         headers: ClientIdHeaders,
         body: Type.Object(
-          { client_ids: Type.Array(ClientId, { minItems: 1, maxItems: config.maxBatchIds }), channel: Type.Optional(Channel) },
+          {
+            client_ids: Type.Array(ClientId, { minItems: 1, maxItems: config.maxBatchIds }),
+            channel: Type.Optional(Channel),
+          },
           { additionalProperties: false },
         ),
-        response: { 200: Type.Object({ accepted: Type.Integer({ description: 'Heartbeats recorded' }) }), 401: Type.Ref('Error'), ...errorResponses },
+        response: {
+          200: Type.Object({ accepted: Type.Integer({ description: 'Heartbeats recorded' }) }),
+          401: Type.Ref('Error'),
+          ...errorResponses,
+        },
       },
       // The batch's caller is the gateway, named by X-Client-Id or its address, not the ids inside.
       config: { auth: 'token', budget: 'ingest', callerFromBody: false },
@@ -97,7 +119,10 @@ export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
       deps.metrics.heartbeatsAccepted(beats.length);
       if (outcome.channelsRefused > 0) {
         deps.metrics.heartbeatsRejected('channel_limit', outcome.channelsRefused);
-        reply.header('warning', `199 online-stats "channel not tracked: ${config.maxChannels} channels are online already"`);
+        reply.header(
+          'warning',
+          `199 online-stats "channel not tracked: ${config.maxChannels} channels are online already"`,
+        );
       }
       return { accepted: beats.length };
     },

@@ -30,7 +30,9 @@ export const ErrorBody = Type.Object(
     code: Type.String({ description: 'Stable error code, e.g. OS_RATE_LIMITED or FST_ERR_VALIDATION' }),
     error: Type.String(),
     message: Type.String({ description: 'What was wrong, naming the parameter' }),
-    detail: Type.Optional(Type.String({ description: 'Same as message; the FastAPI demo answered errors in this field' })),
+    detail: Type.Optional(
+      Type.String({ description: 'Same as message; the FastAPI demo answered errors in this field' }),
+    ),
   },
   { $id: 'Error' },
 );

@@ -23,7 +23,7 @@ export class ActivityIndex {
   constructor(maxDays: number) {
     this.ringDays = maxDays + 2;
     this.dayTotals = new Float64Array(this.ringDays);
-    this.minuteCounts = new Array(this.ringDays).fill(undefined);
+    this.minuteCounts = new Array<Int32Array | undefined>(this.ringDays).fill(undefined);
     this.slotDay = new Float64Array(this.ringDays).fill(-1);
   }
 

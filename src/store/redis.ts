@@ -1,4 +1,5 @@
-// The scale-out store: any number of stateless instances share Redis (standalone or Cluster); its Lua is in redis/*.lua.
+// The scale-out store: any number of stateless instances share Redis (standalone or Cluster); its Lua is in
+// redis/*.lua.
 import { TurnBatcher } from '../batcher.js';
 import { StoreUnavailableError } from '../errors.js';
 import { connectRedis, type RedisConnection } from '../redis/connection.js';
@@ -82,7 +83,10 @@ export class RedisStore implements Store {
     private readonly ownsConnection = false,
   ) {}
 
-  /** Connects (standalone or Cluster, detected), checks the deployment's settings agree, and opens a store owning the connection. */
+  /**
+   * Connects (standalone or Cluster, detected), checks the deployment's settings agree, and opens a store owning the
+   * connection.
+   */
   static async open(settings: RedisStoreSettings, options: StoreOptions): Promise<RedisStore> {
     const keys = new RedisKeys(settings.prefix, settings.shards);
     const redis = await connectRedis(settings.url);
@@ -115,7 +119,9 @@ export class RedisStore implements Store {
         }
         return { kind: 'b' as const, identity, channel };
       });
-      return await new Promise<RecordOutcome>((done, fail) => this.enqueue({ ops, nowMs, channelsRefused, done, fail }));
+      return await new Promise<RecordOutcome>((done, fail) =>
+        this.enqueue({ ops, nowMs, channelsRefused, done, fail }),
+      );
     } finally {
       this.pendingHeartbeats -= beats.length;
     }
@@ -147,7 +153,9 @@ export class RedisStore implements Store {
 
   private async admit(names: readonly string[], nowMs: number): Promise<boolean[]> {
     const { heartbeatTimeoutMs, maxChannels } = this.options;
-    const reply = await this.redis.run((client) => SCRIPTS.admit.run(client, [this.keys.leases()], [nowMs, nowMs + heartbeatTimeoutMs, maxChannels, ...names]));
+    const reply = await this.redis.run((client) =>
+      SCRIPTS.admit.run(client, [this.keys.leases()], [nowMs, nowMs + heartbeatTimeoutMs, maxChannels, ...names]),
+    );
     return (reply as number[]).map((flag) => flag === 1);
   }
 
@@ -177,12 +185,13 @@ export class RedisStore implements Store {
       const latestMs = Math.max(...leases.values());
       const names = [...leases.keys()];
       this.track(this.admit(names, latestMs)).then(
-        (flags) => names.forEach((name, i) => (flags[i] ? this.noteAdmitted(name, latestMs) : this.admitted.delete(name))),
+        (flags) =>
+          names.forEach((name, i) => (flags[i] ? this.noteAdmitted(name, latestMs) : this.admitted.delete(name))),
         () => names.forEach((name) => this.admitted.delete(name)),
       );
     }
     batch.forEach((pending, i) => {
-      Promise.all([...(shardsOf[i] ?? [])].map((shard) => results.get(shard))).then(
+      Promise.all([...(shardsOf[i] ?? [])].map((shard) => results.get(shard) as Promise<unknown>)).then(
         () => pending.done({ channelsRefused: pending.channelsRefused }),
         (error: unknown) => pending.fail(error),
       );
@@ -208,11 +217,13 @@ export class RedisStore implements Store {
     const cutoff = nowMs - this.options.heartbeatTimeoutMs;
     const counts = await this.redis.run((client) =>
       Promise.all(
-        this.keys.shardIndexes().map((shard) =>
-          channel === undefined
-            ? SCRIPTS.online.run(client, [this.keys.seen(shard), this.keys.left(shard)], [cutoff])
-            : client.call('ZCOUNT', [this.keys.channel(shard, channel), cutoff, '+inf']),
-        ),
+        this.keys
+          .shardIndexes()
+          .map((shard) =>
+            channel === undefined
+              ? SCRIPTS.online.run(client, [this.keys.seen(shard), this.keys.left(shard)], [cutoff])
+              : client.call('ZCOUNT', [this.keys.channel(shard, channel), cutoff, '+inf']),
+          ),
       ),
     );
     return counts.reduce<number>((sum, count) => sum + toInt(count), 0);
@@ -221,7 +232,11 @@ export class RedisStore implements Store {
   async countActive(sinceMs: number, nowMs: number): Promise<number> {
     this.assertOpen();
     this.sawTime(nowMs);
-    const counts = await this.redis.run((client) => Promise.all(this.keys.shardIndexes().map((shard) => client.call('ZCOUNT', [this.keys.seen(shard), sinceMs, '+inf']))));
+    const counts = await this.redis.run((client) =>
+      Promise.all(
+        this.keys.shardIndexes().map((shard) => client.call('ZCOUNT', [this.keys.seen(shard), sinceMs, '+inf'])),
+      ),
+    );
     return counts.reduce<number>((sum, count) => sum + toInt(count), 0);
   }
 
@@ -230,7 +245,13 @@ export class RedisStore implements Store {
     this.sawTime(nowMs);
     const cutoff = nowMs - this.options.heartbeatTimeoutMs;
     const replies = await this.redis.run((client) =>
-      Promise.all(this.keys.shardIndexes().map((shard) => SCRIPTS.channels.run(client, [this.keys.chans(shard)], [cutoff, this.keys.channelPrefix(shard)]))),
+      Promise.all(
+        this.keys
+          .shardIndexes()
+          .map((shard) =>
+            SCRIPTS.channels.run(client, [this.keys.chans(shard)], [cutoff, this.keys.channelPrefix(shard)]),
+          ),
+      ),
     );
     const totals = new Map<string, number>();
     for (const reply of replies as unknown[][]) {
@@ -249,7 +270,9 @@ export class RedisStore implements Store {
     this.assertOpen();
     if (days.length === 0) return [];
     const fields = days.flatMap((day) => [`${day}:a`, `${day}:n`]);
-    const replies = await this.redis.run((client) => Promise.all(this.keys.shardIndexes().map((shard) => client.call('HMGET', [this.keys.days(shard), ...fields]))));
+    const replies = await this.redis.run((client) =>
+      Promise.all(this.keys.shardIndexes().map((shard) => client.call('HMGET', [this.keys.days(shard), ...fields]))),
+    );
     return days.map((day, i) => {
       let active = 0;
       let fresh = 0;
@@ -272,13 +295,23 @@ export class RedisStore implements Store {
     const cached = this.distinctCache.get(key);
     if (cached !== undefined) return cached;
     const counts = await this.redis.run((client) =>
-      Promise.all(this.keys.shardIndexes().map((shard) => client.call('PFCOUNT', days.map((day) => this.keys.sketch(shard, day))))),
+      Promise.all(
+        this.keys.shardIndexes().map((shard) =>
+          client.call(
+            'PFCOUNT',
+            days.map((day) => this.keys.sketch(shard, day)),
+          ),
+        ),
+      ),
     );
     const distinct = counts.reduce<number>((sum, count) => sum + toInt(count), 0);
     // Day keys are YYYY-MM-DD, so they compare as dates.
-    const settledDay = Number.isFinite(this.latestNowMs) ? this.options.calendar.dayOf(this.latestNowMs - DAY_SETTLED_MS).key : '';
+    const settledDay = Number.isFinite(this.latestNowMs)
+      ? this.options.calendar.dayOf(this.latestNowMs - DAY_SETTLED_MS).key
+      : '';
     if (days.every((day) => day < settledDay)) {
-      if (this.distinctCache.size >= DISTINCT_CACHE_SIZE) this.distinctCache.delete(this.distinctCache.keys().next().value as string);
+      if (this.distinctCache.size >= DISTINCT_CACHE_SIZE)
+        this.distinctCache.delete(this.distinctCache.keys().next().value as string);
       this.distinctCache.set(key, distinct);
     }
     return distinct;
@@ -291,7 +324,11 @@ export class RedisStore implements Store {
   /** Ready when every shard's slot takes a write (a master is up for each, and it accepts writes). */
   async check(): Promise<void> {
     this.assertOpen();
-    await this.redis.run((client) => Promise.all(this.keys.shardIndexes().map((shard) => client.call('SET', [this.keys.probe(shard), '1', 'PX', 60_000]))));
+    await this.redis.run((client) =>
+      Promise.all(
+        this.keys.shardIndexes().map((shard) => client.call('SET', [this.keys.probe(shard), '1', 'PX', 60_000])),
+      ),
+    );
   }
 
   async close(): Promise<void> {

@@ -1,4 +1,5 @@
 // The embedded default store: SQLite (WAL) for durability, in-memory indexes for O(1)/O(days) counts.
+// One job (the Store contract on SQLite); its indexes, sketch and batcher are in their own files.
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -22,7 +23,13 @@ const SCHEMA = readFileSync(new URL('./sqlite/schema.sql', import.meta.url), 'ut
 const HOUSEKEEPING_INTERVAL_MS = 60_000;
 
 type Pending =
-  | { kind: 'beats'; beats: readonly HeartbeatRecord[]; nowMs: number; done: (outcome: RecordOutcome) => void; fail: (error: Error) => void }
+  | {
+      kind: 'beats';
+      beats: readonly HeartbeatRecord[];
+      nowMs: number;
+      done: (outcome: RecordOutcome) => void;
+      fail: (error: Error) => void;
+    }
   | { kind: 'leaves'; identities: readonly string[]; nowMs: number; done: () => void; fail: (error: Error) => void };
 
 // What a committed batch changes in memory, applied only after the commit succeeded.
@@ -82,7 +89,9 @@ export class SqliteStore implements Store {
       leaveChannels: db.prepare<[Buffer]>('DELETE FROM channel_presence WHERE id = ?'),
       pruneChannels: db.prepare<[number]>('DELETE FROM channel_presence WHERE last_seen_ms < ?'),
       countSeenBetween: db
-        .prepare<[number, number], number>('SELECT COUNT(*) FROM identities WHERE last_seen_ms >= ? AND last_seen_ms < ?')
+        .prepare<[number, number], number>(
+          'SELECT COUNT(*) FROM identities WHERE last_seen_ms >= ? AND last_seen_ms < ?',
+        )
         .pluck(),
       addDay: db.prepare<[string, number, number]>(
         'INSERT INTO daily_activity (day, active, new) VALUES (?, ?, ?) ' +
@@ -124,7 +133,8 @@ export class SqliteStore implements Store {
     const presence = this.db.prepare<[number], { id: Buffer; channel: string; last_seen_ms: number }>(
       'SELECT id, channel, last_seen_ms FROM channel_presence WHERE last_seen_ms >= ? ORDER BY last_seen_ms',
     );
-    for (const row of presence.iterate(cutoffMs)) this.channels.touch(row.channel, row.id.toString('latin1'), row.last_seen_ms);
+    for (const row of presence.iterate(cutoffMs))
+      this.channels.touch(row.channel, row.id.toString('latin1'), row.last_seen_ms);
     // The covering index gives the per-minute counts without reading the table.
     this.activity.add(nowMs, 0);
     const perMinute = this.db.prepare<[], [number, number]>(
@@ -187,7 +197,7 @@ export class SqliteStore implements Store {
         this.housekeeping(Math.max(this.lastNowMs, ...batch.map((p) => p.nowMs)));
       })();
     } catch (error) {
-      this.today && (this.today.dirty = true);
+      if (this.today) this.today.dirty = true;
       const failure = new StoreUnavailableError((error as Error).message, { cause: error });
       for (const pending of batch) pending.fail(failure);
       return;
@@ -201,7 +211,12 @@ export class SqliteStore implements Store {
     }
   }
 
-  private writeBeats(beats: readonly HeartbeatRecord[], nowMs: number, written: Map<string, number>, effects: Effect[]): RecordOutcome {
+  private writeBeats(
+    beats: readonly HeartbeatRecord[],
+    nowMs: number,
+    written: Map<string, number>,
+    effects: Effect[],
+  ): RecordOutcome {
     const { key: dayKey, startMs: dayStartMs } = this.options.calendar.dayOf(nowMs);
     this.rollDay(dayKey);
     const sketch = this.today as DaySketch;
@@ -210,7 +225,11 @@ export class SqliteStore implements Store {
     let fresh = 0;
     for (const { identity, channel } of beats) {
       const blob = toBlob(identity);
-      const oldMs = written.get(identity) ?? this.online.lastSeen(identity, nowMs) ?? this.statements.lastSeen.get(blob)?.last_seen_ms ?? null;
+      const oldMs =
+        written.get(identity) ??
+        this.online.lastSeen(identity, nowMs) ??
+        this.statements.lastSeen.get(blob)?.last_seen_ms ??
+        null;
       this.statements.upsertIdentity.run(blob, nowMs, nowMs);
       written.set(identity, nowMs);
       if (oldMs === null || oldMs < dayStartMs) {
@@ -269,7 +288,10 @@ export class SqliteStore implements Store {
    * Merges identities last seen at given times (the demo's users_data.json), in one transaction:
    * all or nothing. Idempotent: last seen becomes the later, first seen the earlier of old and new.
    */
-  importIdentities(entries: Iterable<{ identity: string; lastSeenMs: number }>, onProgress?: (done: number) => void): number {
+  importIdentities(
+    entries: Iterable<{ identity: string; lastSeenMs: number }>,
+    onProgress?: (done: number) => void,
+  ): number {
     const merge = this.db.prepare<[Buffer, number, number]>(
       'INSERT INTO identities (id, first_seen_ms, last_seen_ms) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET ' +
         'last_seen_ms = max(last_seen_ms, excluded.last_seen_ms), first_seen_ms = min(first_seen_ms, excluded.first_seen_ms)',
@@ -291,7 +313,10 @@ export class SqliteStore implements Store {
 
   async countActive(sinceMs: number, _nowMs: number): Promise<number> {
     this.assertOpen();
-    return this.activity.countAfterMinuteOf(sinceMs) + this.statements.countSeenBetween.get(sinceMs, ActivityIndex.minuteEndMs(sinceMs))!;
+    return (
+      this.activity.countAfterMinuteOf(sinceMs) +
+      this.statements.countSeenBetween.get(sinceMs, ActivityIndex.minuteEndMs(sinceMs))!
+    );
   }
 
   async topChannels(nowMs: number, limit: number): Promise<ChannelCount[]> {

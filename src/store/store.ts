@@ -11,7 +11,10 @@ export interface HeartbeatRecord {
 }
 
 export interface RecordOutcome {
-  /** Heartbeats whose channel was not tracked because `maxChannels` channels were online already; they count as online all the same. */
+  /**
+   * Heartbeats whose channel was not tracked because `maxChannels` channels were online already; they count as online
+   * all the same.
+   */
   channelsRefused: number;
 }
 

@@ -1,4 +1,5 @@
-// Browser test support: Debian's Chromium through playwright-core, and the service listening on a real port with real time.
+// Browser test support: Debian's Chromium through playwright-core, and the service listening on a real port with real
+// time.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,13 +20,24 @@ export const CHROMIUM_PATH = '/usr/bin/chromium';
  * in CI (where .ci/run installs it) a missing browser fails the run instead.
  */
 export const browserSkip: string | false =
-  !existsSync(CHROMIUM_PATH) && !process.env.CI ? `${CHROMIUM_PATH} is missing: apt-get install chromium (CI installs it and never skips)` : false;
+  !existsSync(CHROMIUM_PATH) && !process.env.CI
+    ? `${CHROMIUM_PATH} is missing: apt-get install chromium (CI installs it and never skips)`
+    : false;
 
 export function launchBrowser(): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM_PATH,
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
 }
 
@@ -50,22 +62,32 @@ export interface LiveService {
  * The service on 127.0.0.1 and an ephemeral port, on a fresh SQLite file and the system clock (a browser
  * lives in real time). `history` is written first, day by day; `setup` may add hooks before it listens.
  */
-export async function liveService(overrides: Partial<Config> = {}, history?: History, setup?: (app: App) => void): Promise<LiveService> {
+export async function liveService(
+  overrides: Partial<Config> = {},
+  history?: History,
+  setup?: (app: App) => void,
+): Promise<LiveService> {
   const dir = mkdtempSync(join(tmpdir(), 'online-stats-browser-'));
   try {
     const config = defaultConfig({ dataDir: dir, logLevel: 'silent', host: '127.0.0.1', port: 0, ...overrides });
     const nowMs = systemClock.nowMs();
     // On each past (UTC) day, 12 hours of the day away from now: no look-back window of whole days
     // (last 1, 7, 30 days) starts or ends near it while a test runs, so counts hold still.
-    const pastMs = (daysAgo: number) => Math.floor((nowMs - daysAgo * DAY_MS) / DAY_MS) * DAY_MS + ((nowMs % DAY_MS) + DAY_MS / 2) % DAY_MS;
+    const pastMs = (daysAgo: number) =>
+      Math.floor((nowMs - daysAgo * DAY_MS) / DAY_MS) * DAY_MS + (((nowMs % DAY_MS) + DAY_MS / 2) % DAY_MS);
     const oldest = history ? history.days.length - 1 : 0;
-    const store = SqliteStore.open(join(dir, DATABASE_FILE), storeOptions(config), Math.min(nowMs - config.heartbeatTimeoutMs - 60_000, pastMs(oldest)));
+    const store = SqliteStore.open(
+      join(dir, DATABASE_FILE),
+      storeOptions(config),
+      Math.min(nowMs - config.heartbeatTimeoutMs - 60_000, pastMs(oldest)),
+    );
     // Today's history is written just past the heartbeat timeout, so it counts as active today but not online.
     const todayMs = nowMs - config.heartbeatTimeoutMs - 60_000;
     for (let daysAgo = oldest; history && daysAgo >= 0; daysAgo--) {
       const beats = history.days[daysAgo] ?? [];
       const atMs = daysAgo === 0 ? todayMs : pastMs(daysAgo);
-      if (beats.length > 0 && (daysAgo > 0 || Math.floor(todayMs / DAY_MS) === Math.floor(nowMs / DAY_MS))) await store.recordHeartbeats(beats, atMs);
+      if (beats.length > 0 && (daysAgo > 0 || Math.floor(todayMs / DAY_MS) === Math.floor(nowMs / DAY_MS)))
+        await store.recordHeartbeats(beats, atMs);
     }
     const app = await buildApp({ config, store, clock: systemClock, identitySecret: SECRET, logger: false });
     const requests: LiveService['requests'] = [];

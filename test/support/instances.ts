@@ -22,9 +22,13 @@ process.once('exit', () => {
 
 /** Starts the built CLI (`npm run build` first) on an ephemeral port of 127.0.0.1; resolves once it listens. */
 export async function startInstance(args: readonly string[]): Promise<Instance> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--host', '127.0.0.1', '--log-level', 'info', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [CLI, 'serve', '--port', '0', '--host', '127.0.0.1', '--log-level', 'info', ...args],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   running.add(child);
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
@@ -35,7 +39,7 @@ export async function startInstance(args: readonly string[]): Promise<Instance> 
     }),
   );
   const url = await new Promise<string>((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout! });
+    const lines = createInterface({ input: child.stdout });
     const timer = setTimeout(() => reject(new Error(`instance did not start in 20 s: ${stderr}`)), 20_000);
     lines.on('line', (line) => {
       const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line);
@@ -62,7 +66,10 @@ export async function startInstance(args: readonly string[]): Promise<Instance> 
 }
 
 /** Runs `serve` expecting it to refuse to start; resolves with its exit code and stderr (kills it after 20 s). */
-export function runRefusal(args: readonly string[], env: Record<string, string> = {}): Promise<{ code: number | string; stderr: string }> {
+export function runRefusal(
+  args: readonly string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--host', '127.0.0.1', ...args], {
       stdio: ['ignore', 'ignore', 'pipe'],

@@ -1,4 +1,5 @@
-// Real redis-server processes for tests: standalone servers and a three-master cluster on free loopback ports, torn down after.
+// Real redis-server processes for tests: standalone servers and a three-master cluster on free loopback ports, torn
+// down after.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
@@ -16,12 +17,16 @@ export async function freePort(): Promise<number> {
     server.on('error', reject);
     server.listen(0, HOST, () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
     });
   });
 }
 
-/** Sends one inline command and returns the raw reply (a line, or a whole bulk string), or null when nothing answers. */
+/**
+ * Sends one inline command and returns the raw reply (a line, or a whole bulk string), or null when nothing answers.
+ */
 export function redisCommand(port: number, command: string, timeoutMs = 1000): Promise<string | null> {
   return new Promise((resolve) => {
     const socket = connect({ host: HOST, port });
@@ -105,7 +110,21 @@ async function startRedisOnce(options: RedisServerOptions): Promise<RedisServer>
   const dir = mkdtempSync(join(tmpdir(), 'online-stats-redis-'));
   dirs.add(dir);
   const port = options.port ?? (await freePort());
-  const args = ['--port', String(port), '--bind', HOST, '--dir', dir, '--save', '', '--appendonly', 'no', '--logfile', 'redis.log', ...(options.args ?? [])];
+  const args = [
+    '--port',
+    String(port),
+    '--bind',
+    HOST,
+    '--dir',
+    dir,
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--logfile',
+    'redis.log',
+    ...(options.args ?? []),
+  ];
   let child: ChildProcess | null = null;
 
   const launch = async () => {
@@ -114,7 +133,8 @@ async function startRedisOnce(options: RedisServerOptions): Promise<RedisServer>
     started.once('exit', () => running.delete(started));
     child = started;
     await waitFor(`redis-server on port ${port}`, async () => {
-      if (started.exitCode !== null) throw new Error(`redis-server exited with ${started.exitCode} (see ${dir}/redis.log)`);
+      if (started.exitCode !== null)
+        throw new Error(`redis-server exited with ${started.exitCode} (see ${dir}/redis.log)`);
       // Ours, not another process that took the port first.
       const reply = await redisCommand(port, 'INFO server', 200);
       return reply !== null && reply.includes(`process_id:${started.pid}\r\n`);
@@ -143,8 +163,8 @@ async function startRedisOnce(options: RedisServerOptions): Promise<RedisServer>
     url: `redis://${HOST}:${port}`,
     dir,
     kill,
-    pause: () => (child as ChildProcess | null)?.kill('SIGSTOP'),
-    resume: () => (child as ChildProcess | null)?.kill('SIGCONT'),
+    pause: () => child?.kill('SIGSTOP'),
+    resume: () => child?.kill('SIGCONT'),
     restart: launch,
     async stop() {
       await kill();
@@ -169,7 +189,16 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
       for (let attempt = 1; ; attempt++) {
         // The cluster bus gets its own free port (cluster-port, Redis 7), not port + 10000 which may be taken.
         const busPort = await freePort();
-        const args = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port', String(busPort), '--cluster-node-timeout', '2000'];
+        const args = [
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          'nodes.conf',
+          '--cluster-port',
+          String(busPort),
+          '--cluster-node-timeout',
+          '2000',
+        ];
         try {
           nodes.push(await startRedis({ args }));
           break;
@@ -180,7 +209,14 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
     }
     const create = spawnSync(
       'redis-cli',
-      ['--cluster', 'create', ...nodes.map((node) => `${HOST}:${node.port}`), '--cluster-replicas', '0', '--cluster-yes'],
+      [
+        '--cluster',
+        'create',
+        ...nodes.map((node) => `${HOST}:${node.port}`),
+        '--cluster-replicas',
+        '0',
+        '--cluster-yes',
+      ],
       { encoding: 'utf8', timeout: 30_000 },
     );
     if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}\n${create.stderr}`);

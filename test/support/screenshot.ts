@@ -4,13 +4,17 @@ import { createHash } from 'node:crypto';
 import type { HeartbeatRecord } from '../../src/store/store.js';
 import { launchBrowser, liveService } from './browser.js';
 
-const identity = (n: number): string => createHash('sha256').update(`user-${n}`).digest().subarray(0, 16).toString('latin1');
+const identity = (n: number): string =>
+  createHash('sha256').update(`user-${n}`).digest().subarray(0, 16).toString('latin1');
 
-/** 60 days (the chart shows the last 30) of a small app growing slowly, quieter at weekends; the same people come back on most days. */
+/**
+ * 60 days (the chart shows the last 30) of a small app growing slowly, quieter at weekends; the same people come back
+ * on most days.
+ */
 function history(): HeartbeatRecord[][] {
   const days: HeartbeatRecord[][] = [];
   let seed = 7;
-  const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const random = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
   for (let daysAgo = 0; daysAgo < 60; daysAgo++) {
     const weekday = new Date(Date.now() - daysAgo * 86_400_000).getUTCDay();
     const weekend = weekday === 0 || weekday === 6;
@@ -39,7 +43,11 @@ try {
     });
     if (!response.ok) throw new Error(`heartbeat: ${response.status}`);
   }
-  const page = await browser.newPage({ viewport: { width: 1100, height: 540 }, deviceScaleFactor: 1, colorScheme: 'light' });
+  const page = await browser.newPage({
+    viewport: { width: 1100, height: 540 },
+    deviceScaleFactor: 1,
+    colorScheme: 'light',
+  });
   await page.goto(service.url);
   await page.waitForSelector('#status[data-state="live"]');
   await page.waitForSelector('#chart svg');

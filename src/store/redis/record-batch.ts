@@ -1,4 +1,5 @@
-// One turn's heartbeats and leaves, laid out as the KEYS and ARGV of one record.lua call per shard (the layout record.lua's header gives).
+// One turn's heartbeats and leaves, laid out as the KEYS and ARGV of one record.lua call per shard (the layout
+// record.lua's header gives).
 import type { RedisKeys } from '../../redis/keys.js';
 import type { Calendar } from '../../calendar.js';
 
@@ -90,7 +91,12 @@ export function layOutBatch(
   return { calls, shardsOf, leases, heartbeats };
 }
 
-function shardCall(shard: number, entry: ShardEntry, keys: RedisKeys, settings: { heartbeatTimeoutMs: number; maxDays: number }): ShardCall {
+function shardCall(
+  shard: number,
+  entry: ShardEntry,
+  keys: RedisKeys,
+  settings: { heartbeatTimeoutMs: number; maxDays: number },
+): ShardCall {
   const { heartbeatTimeoutMs, maxDays } = settings;
   const dayArgs: (string | number)[] = [];
   const dayKeys: string[] = [];
