@@ -78,6 +78,14 @@ describe('analytics', () => {
     }
   });
 
+  it('a day that does not exist in to= (without from=) is a 400 naming to, not a 500', async () => {
+    for (const query of ['to=2026-02-30', 'to=0099-01-01', 'to=2026-13-01']) {
+      const res = await t.app.inject({ url: `/analytics/daily?${query}` });
+      assert.equal(res.statusCode, 400, query);
+      assert.match(res.json().message, /^to: /, query);
+    }
+  });
+
   it('the summary gives online now and active in the last 1, 7 and 30 days in one read', async () => {
     // Day 2's heartbeats were exactly 7 days ago: the cutoff is inclusive, as in the demo (>=).
     const body = (await t.app.inject({ url: '/analytics/summary' })).json();

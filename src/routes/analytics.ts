@@ -49,11 +49,12 @@ export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, d
     async (request) => {
       const today = deps.calendar.dayOf(clock.nowMs()).key;
       const to = request.query.to ?? today;
+      // `to` is checked before the default `from` is counted back from it: 2026-02-30 has no day before it.
+      const toMs = parseDayKey(to);
+      if (toMs === null) throw serviceError('INVALID_DATE_RANGE', `to: ${to} is not a calendar day`);
       const from = request.query.from ?? shiftDay(to, -(DEFAULT_RANGE_DAYS - 1));
       const fromMs = parseDayKey(from);
-      const toMs = parseDayKey(to);
       if (fromMs === null) throw serviceError('INVALID_DATE_RANGE', `from: ${from} is not a calendar day`);
-      if (toMs === null) throw serviceError('INVALID_DATE_RANGE', `to: ${to} is not a calendar day`);
       if (fromMs > toMs) throw serviceError('INVALID_DATE_RANGE', `from (${from}) is after to (${to})`);
       if ((toMs - fromMs) / DAY_MS + 1 > MAX_RANGE_DAYS)
         throw serviceError('INVALID_DATE_RANGE', `from..to spans more than ${MAX_RANGE_DAYS} days`);
