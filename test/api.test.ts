@@ -287,6 +287,15 @@ describe('API token', () => {
     );
     assert.equal((await t.app.inject({ method: 'POST', url: '/heartbeat' })).statusCode, 200);
   });
+
+  it('the bearer scheme is case-insensitive (RFC 9110): "bearer <token>" is accepted', async () => {
+    for (const scheme of ['bearer', 'BEARER', 'Bearer']) {
+      const res = await t.app.inject({ url: '/online_clients', headers: { authorization: `${scheme} ${token}` } });
+      assert.equal(res.statusCode, 200, scheme);
+    }
+    const wrong = await t.app.inject({ url: '/online_clients', headers: { authorization: 'bearer nope' } });
+    assert.equal(wrong.statusCode, 401);
+  });
 });
 
 describe('health, docs and metrics', () => {

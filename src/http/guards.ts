@@ -71,7 +71,9 @@ export function createGuards(
     requireToken(request) {
       if (tokenDigest === null) return;
       const header = request.headers.authorization;
-      const token = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7).trim() : '';
+      // The scheme is case-insensitive (RFC 9110 section 11.1): "bearer" is as good as "Bearer".
+      const match = typeof header === 'string' ? /^bearer[ \t]+(.*)$/i.exec(header) : null;
+      const token = match?.[1]?.trim() ?? '';
       // Digests have equal length, so the comparison takes the same time whatever the token.
       if (!timingSafeEqual(digest(token), tokenDigest)) throw serviceError('UNAUTHORIZED');
     },
