@@ -354,7 +354,12 @@ export function loadConfig(
   }
   const config: Record<string, unknown> = {};
   for (const setting of SETTINGS) {
-    const raw = values[setting.flag] ?? env[setting.env] ?? setting.default;
+    const given = values[setting.flag] ?? env[setting.env];
+    // An empty token given on purpose would turn authentication off without a word: refused.
+    if (setting.key === 'apiToken' && given !== undefined && given.trim() === '') {
+      throw new ConfigError(nameOf(setting), 'must not be empty; leave it unset to serve reads without a token');
+    }
+    const raw = given ?? setting.default;
     config[setting.key] = convert(setting, raw);
   }
   const result = config as unknown as Config;

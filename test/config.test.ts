@@ -75,6 +75,13 @@ describe('configuration', () => {
     }
   });
 
+  it('an empty --api-token or API_TOKEN is refused instead of silently turning auth off', () => {
+    const refused = (error: unknown) => error instanceof ConfigError && /--api-token \/ API_TOKEN/.test(error.message);
+    assert.throws(() => loadConfig(['--api-token', ''], {}), refused);
+    assert.throws(() => loadConfig([], { API_TOKEN: '  ' }), refused);
+    assert.equal(loadConfig([], {}).apiToken, null, 'unset: off, as documented');
+  });
+
   it('the CLI refuses a bad value with exit code 2 and a message naming it', async () => {
     const dir = tempDir();
     try {
