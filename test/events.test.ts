@@ -1,6 +1,7 @@
 // The live stream: /events pushes the online count when it changes, needs the token when one is set, and ends on
 // shutdown.
 import assert from 'node:assert/strict';
+import { request, type IncomingMessage } from 'node:http';
 import { describe, it } from 'node:test';
 import { testApp } from './support/app.js';
 
@@ -27,6 +28,33 @@ async function* events(body: ReadableStream<Uint8Array>): AsyncGenerator<LiveEve
 }
 
 describe('live events', () => {
+  it('HEAD /events answers with the stream headers and ends, holding no stream open', { timeout: 10_000 }, async () => {
+    const t = await testApp({ ingestRateLimit: null, readRateLimit: null });
+    try {
+      const url = new URL(await t.app.listen({ port: 0, host: '127.0.0.1' }));
+      const res = await new Promise<IncomingMessage>((resolve, reject) => {
+        const req = request({
+          host: url.hostname,
+          port: url.port,
+          path: '/events',
+          method: 'HEAD',
+          headers: { connection: 'close' },
+        });
+        req.on('response', resolve).on('error', reject).end();
+      });
+      assert.equal(res.statusCode, 200);
+      assert.match(String(res.headers['content-type']), /text\/event-stream/);
+      res.resume();
+      // A HEAD that took a stream slot never ended its response, so its connection stayed open.
+      const connections = () => new Promise<number>((resolve) => t.app.server.getConnections((_, n) => resolve(n)));
+      const deadline = Date.now() + 3000;
+      while ((await connections()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(await connections(), 0, 'the HEAD request left its connection open');
+    } finally {
+      await t.close();
+    }
+  });
+
   it('pushes the count on connect and again after heartbeats, at most once a second', { timeout: 30_000 }, async () => {
     const t = await testApp({ ingestRateLimit: null, readRateLimit: null, apiToken: 'tok' });
     try {

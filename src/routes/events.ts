@@ -81,6 +81,10 @@ export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
       },
     },
     async (request, reply) => {
+      // HEAD (which Fastify adds for every GET) asks for the headers only: it must not become a stream.
+      if (request.method === 'HEAD') {
+        return reply.type('text/event-stream; charset=utf-8').header('cache-control', 'no-cache, no-transform').send();
+      }
       const first = await snapshot();
       reply.hijack();
       const stream = reply.raw;
