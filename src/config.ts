@@ -143,7 +143,7 @@ export const SETTINGS: readonly Setting[] = [
     env: 'ADDRESS_RATE_LIMIT',
     kind: 'rate',
     default: '50/s:100',
-    help: 'all requests from one address (IPv6: one /64), whatever client ids it sends (same syntax)',
+    help: 'all requests from one IPv4 address or IPv6 /64, whatever client ids or addresses within it they use (same syntax)',
   },
   {
     key: 'rateLimitMaxKeys',

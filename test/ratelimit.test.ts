@@ -166,6 +166,15 @@ describe('rate limits over HTTP', () => {
     assert.equal(other.statusCode, 200, 'another /64 has its own budget');
   });
 
+  it('rotating IPv6 addresses inside one /64 without client ids hits the cap of that /64', async () => {
+    t.clock.advance(5000);
+    let allowed = 0;
+    for (let i = 0; i < 150; i++) {
+      if ((await hit({ remoteAddress: `2001:db8:9:9::${(i + 1).toString(16)}` })).statusCode === 200) allowed++;
+    }
+    assert.equal(allowed, 100, 'each address is a new identity, but the /64 has one cap');
+  });
+
   it('X-Forwarded-For is believed only from a trusted proxy, walked right to left', async () => {
     t.clock.advance(5000);
     const viaProxy = await hit({

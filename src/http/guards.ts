@@ -85,8 +85,9 @@ export function createGuards(
         const decision = await limiter.take(limiterKey(budget, caller.identity), rate, now);
         if (!decision.allowed) deny(reply, rate, decision.retryAfterMs, decision.resetMs);
       }
-      // Clients that name themselves could rotate ids to escape the limit: their address has a cap too.
-      if (caller.clientId !== undefined && config.addressRateLimit !== null) {
+      // Every caller's address block has a cap too: clients that name themselves could rotate ids,
+      // and clients that do not could rotate IPv6 addresses inside their /64, to escape their own limit.
+      if (config.addressRateLimit !== null) {
         const key = limiterKey('addr', pseudonymizer.pseudonym(addressBlockIdentity(caller.address)));
         const decision = await limiter.take(key, config.addressRateLimit, now);
         if (!decision.allowed) deny(reply, config.addressRateLimit, decision.retryAfterMs, decision.resetMs);
