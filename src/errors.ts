@@ -14,6 +14,12 @@ export const ERRORS = {
   },
   INVALID_JSON: { status: 400, message: 'body is not valid JSON: %s' },
   INVALID_DATE_RANGE: { status: 400, message: '%s' },
+  INVALID_FORWARDED_FOR: {
+    status: 400,
+    message: 'X-Forwarded-For: %s is not an IP address; a trusted proxy must send the client address only',
+  },
+  /** The socket closed before the request was handled: there is no address to count, and nobody to answer. */
+  CONNECTION_CLOSED: { status: 400, message: 'the connection closed before the request was handled' },
   /** A request the service refused for a reason Fastify found (validation, size) and coded none. */
   BAD_REQUEST: { status: 400, message: '%s' },
   NOT_FOUND: { status: 404, message: 'no route %s %s' },

@@ -8,10 +8,16 @@ import ipaddr from 'ipaddr.js';
 export const MAX_CLIENT_ID_LENGTH = 128;
 /** The canonical text of an address: IPv4-mapped IPv6 becomes plain IPv4, IPv6 is compressed. */
 export function normalizeAddress(address: string): string {
+  return canonicalAddress(address) ?? address;
+}
+
+/** The canonical text of an address, or null when it is not an IP address (nothing may become a user then). */
+export function canonicalAddress(address: string | undefined): string | null {
+  if (address === undefined) return null;
   try {
     return ipaddr.process(address).toString();
   } catch {
-    return address;
+    return null;
   }
 }
 

@@ -175,6 +175,20 @@ describe('rate limits over HTTP', () => {
     assert.equal(allowed, 100, 'each address is a new identity, but the /64 has one cap');
   });
 
+  it('a non-IP or ip:port X-Forwarded-For from a trusted proxy is a 400 naming the header, not a new user', async () => {
+    t.clock.advance(5000);
+    const before = (await t.app.inject({ url: '/online_clients', remoteAddress: '10.0.0.7' })).json();
+    for (const forwarded of ['not-an-ip', '192.0.2.5:4711', 'unknown', '[2001:db8::1]:443']) {
+      const res = await hit({ remoteAddress: '10.1.2.3', headers: { 'x-forwarded-for': forwarded } });
+      assert.equal(res.statusCode, 400, forwarded);
+      assert.equal(res.json().code, 'OS_INVALID_FORWARDED_FOR', forwarded);
+      assert.match(res.json().message, /^X-Forwarded-For: /, forwarded);
+    }
+    t.clock.advance(5000);
+    const after = (await t.app.inject({ url: '/online_clients', remoteAddress: '10.0.0.8' })).json();
+    assert.equal(after.online_clients_count, before.online_clients_count, 'none of them was counted');
+  });
+
   it('X-Forwarded-For is believed only from a trusted proxy, walked right to left', async () => {
     t.clock.advance(5000);
     const viaProxy = await hit({

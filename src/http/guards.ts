@@ -3,7 +3,7 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config, Rate } from '../config.js';
 import { serviceError } from '../errors.js';
-import { addressBlockIdentity, identityOf, normalizeAddress, type Pseudonymizer } from '../identity.js';
+import { addressBlockIdentity, canonicalAddress, identityOf, type Pseudonymizer } from '../identity.js';
 import type { RateLimiterStore } from '../ratelimit/limiter.js';
 
 export interface Caller {
@@ -46,7 +46,13 @@ export function createGuards(
 
   const callerOf = (request: FastifyRequest, options?: { ignoreBody?: boolean }): Caller => {
     if (request.caller) return request.caller;
-    const address = normalizeAddress(request.ip);
+    // Fastify's request.ip is the socket's address, or what a trusted proxy forwarded: undefined once
+    // the socket is gone, and any text a proxy sent. Neither may become an identity.
+    const address = canonicalAddress(request.ip);
+    if (address === null) {
+      if (request.ip === undefined) throw serviceError('CONNECTION_CLOSED');
+      throw serviceError('INVALID_FORWARDED_FOR', JSON.stringify(request.ip));
+    }
     const body = options?.ignoreBody ? undefined : (request.body as { client_id?: unknown } | undefined | null);
     const fromBody =
       body && typeof body === 'object' && typeof body.client_id === 'string' ? body.client_id : undefined;
