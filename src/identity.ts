@@ -68,6 +68,11 @@ export class Pseudonymizer {
   }
 }
 
+/** Identifies the identity secret without revealing it: an HMAC of a fixed text under it. */
+export function secretFingerprint(secret: string): string {
+  return createHmac('sha256', secret).update('online-stats identity secret fingerprint').digest('hex').slice(0, 32);
+}
+
 const SECRET_FILE = 'identity-secret';
 
 /**

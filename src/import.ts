@@ -4,7 +4,7 @@ import ipaddr from 'ipaddr.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import { ImportError } from './errors.js';
-import { Pseudonymizer, addressIdentity, loadOrCreateSecret, normalizeAddress } from './identity.js';
+import { Pseudonymizer, addressIdentity, loadOrCreateSecret, normalizeAddress, secretFingerprint } from './identity.js';
 import { lockDataDir } from './lockfile.js';
 import { storeOptions } from './open-store.js';
 import { SqliteStore, databasePath } from './store/sqlite.js';
@@ -50,10 +50,16 @@ export async function importDemoFile(
       throw new ImportError(`${file}: the time of ${address} is in the future: ${String(value)}`);
     entries.push({ address: normalizeAddress(address), lastSeenMs });
   }
-  const pseudonymizer = new Pseudonymizer(loadOrCreateSecret(config.dataDir, config.identitySecret));
+  const secret = loadOrCreateSecret(config.dataDir, config.identitySecret);
+  const pseudonymizer = new Pseudonymizer(secret);
   const release = lockDataDir(config.dataDir);
   try {
-    const store = SqliteStore.open(databasePath(config.dataDir), storeOptions(config), clock.nowMs());
+    const store = SqliteStore.open(
+      databasePath(config.dataDir),
+      storeOptions(config),
+      clock.nowMs(),
+      secretFingerprint(secret),
+    );
     try {
       const total = entries.length;
       return store.importIdentities(

@@ -4,6 +4,7 @@ import { createCalendar, type Calendar } from './calendar.js';
 import type { Clock } from './clock.js';
 import { flagOf, type Config } from './config.js';
 import { ConfigError } from './errors.js';
+import { secretFingerprint } from './identity.js';
 import type { RateLimiterStore } from './ratelimit/limiter.js';
 import { SqliteStore, databasePath } from './store/sqlite.js';
 import type { Store, StoreOptions } from './store/store.js';
@@ -29,10 +30,21 @@ export interface OpenedStore {
   close(): Promise<void>;
 }
 
-export async function openStore(config: Readonly<Config>, calendar: Calendar, clock: Clock): Promise<OpenedStore> {
+/** `identitySecret`: the key in use (configured or from the data directory), whose fingerprint the data must match. */
+export async function openStore(
+  config: Readonly<Config>,
+  calendar: Calendar,
+  clock: Clock,
+  identitySecret: string,
+): Promise<OpenedStore> {
   const options = storeOptions(config, calendar);
   if (config.store === 'redis') return openRedis(config, options);
-  const store = SqliteStore.open(databasePath(config.dataDir), options, clock.nowMs());
+  const store = SqliteStore.open(
+    databasePath(config.dataDir),
+    options,
+    clock.nowMs(),
+    secretFingerprint(identitySecret),
+  );
   return { store, close: () => store.close() };
 }
 
@@ -44,19 +56,14 @@ async function openRedis(config: Readonly<Config>, options: StoreOptions): Promi
   if (config.redisUrl === null) throw new ConfigError(flagOf('redisUrl'), 'is required with --store redis');
   if (config.identitySecret === null) throw new ConfigError(flagOf('identitySecret'), 'is required with --store redis');
   // Loaded only when asked for, so the embedded default never loads the Redis client.
-  const [
-    { connectRedis },
-    { checkDeployment, secretFingerprint },
-    { RedisKeys },
-    { RedisStore },
-    { RedisRateLimiterStore },
-  ] = await Promise.all([
-    import('./redis/connection.js'),
-    import('./redis/deployment.js'),
-    import('./redis/keys.js'),
-    import('./store/redis.js'),
-    import('./ratelimit/redis.js'),
-  ]);
+  const [{ connectRedis }, { checkDeployment }, { RedisKeys }, { RedisStore }, { RedisRateLimiterStore }] =
+    await Promise.all([
+      import('./redis/connection.js'),
+      import('./redis/deployment.js'),
+      import('./redis/keys.js'),
+      import('./store/redis.js'),
+      import('./ratelimit/redis.js'),
+    ]);
   const keys = new RedisKeys(config.redisPrefix ?? '', config.redisShards);
   const redis = await connectRedis(config.redisUrl);
   try {

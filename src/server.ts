@@ -21,7 +21,7 @@ export async function serve(config: Readonly<Config>, clock: Clock = systemClock
   const calendar = createCalendar(config.timeZone);
   let opened: OpenedStore;
   try {
-    opened = await openStore(config, calendar, clock);
+    opened = await openStore(config, calendar, clock, identitySecret);
   } catch (error) {
     release();
     throw error;

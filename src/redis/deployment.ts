@@ -1,6 +1,5 @@
 // The settings that shape the data in Redis (shards, time zone, identity secret) must agree on every instance: checked
 // at start.
-import { createHmac } from 'node:crypto';
 import { flagOf, type Config } from '../config.js';
 import { ConfigError } from '../errors.js';
 import type { RedisConnection } from './connection.js';
@@ -47,9 +46,4 @@ export async function checkDeployment(
         `every instance must use the same value (or another ${flagOf('redisPrefix')})`,
     );
   });
-}
-
-/** Identifies the identity secret without revealing it: an HMAC of a fixed text under it. */
-export function secretFingerprint(secret: string): string {
-  return createHmac('sha256', secret).update('online-stats identity secret fingerprint').digest('hex').slice(0, 32);
 }

@@ -4,7 +4,8 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { TurnBatcher } from '../batcher.js';
-import { StoreUnavailableError } from '../errors.js';
+import { flagOf } from '../config.js';
+import { ConfigError, StoreUnavailableError } from '../errors.js';
 import { ActivityIndex } from './activity-index.js';
 import { HLL_REGISTERS, hllAdd, hllCount, hllMerge } from './hll.js';
 import { ChannelIndex, OnlineIndex } from './online-index.js';
@@ -108,7 +109,11 @@ export class SqliteStore implements Store {
   }
 
   /** Opens (creating if need be) the database at `path` and rebuilds the in-memory indexes. */
-  static open(path: string, options: StoreOptions, nowMs: number): SqliteStore {
+  /**
+   * `secretFingerprint`: of the identity secret in use. The first open records it; a later open
+   * under another secret is refused (ConfigError), since every known user would count again as new.
+   */
+  static open(path: string, options: StoreOptions, nowMs: number, secretFingerprint?: string): SqliteStore {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     const db = new Database(path);
     try {
@@ -116,6 +121,7 @@ export class SqliteStore implements Store {
       db.pragma('synchronous = FULL');
       db.pragma('busy_timeout = 5000');
       db.exec(SCHEMA);
+      if (secretFingerprint !== undefined) checkSecret(db, path, secretFingerprint);
       return new SqliteStore(db, options, nowMs);
     } catch (error) {
       db.close();
@@ -369,4 +375,17 @@ export class SqliteStore implements Store {
   private assertOpen(): void {
     if (this.closed) throw new StoreUnavailableError('closed');
   }
+}
+
+/** The data was pseudonymised under one secret: refuses another (a lost, replaced or overridden key). */
+function checkSecret(db: Database.Database, path: string, fingerprint: string): void {
+  db.prepare<[string]>("INSERT OR IGNORE INTO meta (key, value) VALUES ('secret', ?)").run(fingerprint);
+  const stored = db.prepare<[], string>("SELECT value FROM meta WHERE key = 'secret'").pluck().get();
+  if (stored === fingerprint) return;
+  throw new ConfigError(
+    flagOf('identitySecret'),
+    `${path} was written under a different identity secret, so every known user would count again as new. ` +
+      'Restore the secret it was written with (the identity-secret file of the data directory, or the same ' +
+      `configured secret), or start with an empty ${flagOf('dataDir')} to begin counting afresh`,
+  );
 }
