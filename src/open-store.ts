@@ -56,25 +56,17 @@ async function openRedis(config: Readonly<Config>, options: StoreOptions): Promi
   if (config.redisUrl === null) throw new ConfigError(flagOf('redisUrl'), 'is required with --store redis');
   if (config.identitySecret === null) throw new ConfigError(flagOf('identitySecret'), 'is required with --store redis');
   // Loaded only when asked for, so the embedded default never loads the Redis client.
-  const [{ connectRedis }, { checkDeployment }, { RedisKeys }, { RedisStore }, { RedisRateLimiterStore }] =
-    await Promise.all([
-      import('./redis/connection.js'),
-      import('./redis/deployment.js'),
-      import('./redis/keys.js'),
-      import('./store/redis.js'),
-      import('./ratelimit/redis.js'),
-    ]);
+  const [{ connectDeployment }, { RedisKeys }, { RedisStore }, { RedisRateLimiterStore }] = await Promise.all([
+    import('./redis/deployment.js'),
+    import('./redis/keys.js'),
+    import('./store/redis.js'),
+    import('./ratelimit/redis.js'),
+  ]);
   const keys = new RedisKeys(config.redisPrefix ?? '', config.redisShards);
-  const redis = await connectRedis(config.redisUrl);
-  try {
-    await checkDeployment(redis, keys, {
-      timeZone: options.calendar.timeZone,
-      secretFingerprint: secretFingerprint(config.identitySecret),
-    });
-  } catch (error) {
-    redis.client.disconnect();
-    throw error;
-  }
+  const redis = await connectDeployment(config.redisUrl, keys, {
+    timeZone: options.calendar.timeZone,
+    secretFingerprint: secretFingerprint(config.identitySecret),
+  });
   const store = new RedisStore(redis, keys, options);
   return {
     store,

@@ -2,7 +2,7 @@
 // at start.
 import { flagOf, type Config } from '../config.js';
 import { ConfigError } from '../errors.js';
-import type { RedisConnection } from './connection.js';
+import { connectRedis, type RedisConnection } from './connection.js';
 import type { RedisKeys } from './keys.js';
 
 /** What this instance would write; each is compared with what the first instance stored. */
@@ -46,4 +46,20 @@ export async function checkDeployment(
         `every instance must use the same value (or another ${flagOf('redisPrefix')})`,
     );
   });
+}
+
+/** Connects to `url` (standalone or Cluster, detected) and checks the deployment; closes it again on failure. */
+export async function connectDeployment(
+  url: string,
+  keys: RedisKeys,
+  settings: DeploymentSettings,
+): Promise<RedisConnection> {
+  const redis = await connectRedis(url);
+  try {
+    await checkDeployment(redis, keys, settings);
+  } catch (error) {
+    redis.client.disconnect();
+    throw error;
+  }
+  return redis;
 }

@@ -2,8 +2,8 @@
 // redis/*.lua.
 import { TurnBatcher } from '../batcher.js';
 import { StoreUnavailableError } from '../errors.js';
-import { connectRedis, type RedisConnection } from '../redis/connection.js';
-import { checkDeployment } from '../redis/deployment.js';
+import type { RedisConnection } from '../redis/connection.js';
+import { connectDeployment } from '../redis/deployment.js';
 import { RedisKeys } from '../redis/keys.js';
 import { LuaScript } from '../redis/lua.js';
 import { layOutBatch, type RecordOp } from './redis/record-batch.js';
@@ -89,16 +89,10 @@ export class RedisStore implements Store {
    */
   static async open(settings: RedisStoreSettings, options: StoreOptions): Promise<RedisStore> {
     const keys = new RedisKeys(settings.prefix, settings.shards);
-    const redis = await connectRedis(settings.url);
-    try {
-      await checkDeployment(redis, keys, {
-        timeZone: options.calendar.timeZone,
-        ...(settings.secretFingerprint === undefined ? {} : { secretFingerprint: settings.secretFingerprint }),
-      });
-    } catch (error) {
-      redis.client.disconnect();
-      throw error;
-    }
+    const redis = await connectDeployment(settings.url, keys, {
+      timeZone: options.calendar.timeZone,
+      ...(settings.secretFingerprint === undefined ? {} : { secretFingerprint: settings.secretFingerprint }),
+    });
     return new RedisStore(redis, keys, options, true);
   }
 
