@@ -25,12 +25,16 @@ export interface Config {
   /** null: that limit is off. */
   ingestRateLimit: Rate | null;
   readRateLimit: Rate | null;
+  /** Client ids of batch ingest per caller (each id is one unit). */
+  batchRateLimit: Rate | null;
   addressRateLimit: Rate | null;
   /** Most callers each in-process limiter remembers; the least recently seen is forgotten past it. */
   rateLimitMaxKeys: number;
   trustProxy: readonly string[];
   maxDays: number;
   apiToken: string | null;
+  /** A token for batch ingest only (gateways), besides the API token. */
+  ingestToken: string | null;
   identitySecret: string | null;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   maxChannels: number;
@@ -138,6 +142,14 @@ export const SETTINGS: readonly Setting[] = [
     help: 'reads per identity, a budget separate from heartbeats (same syntax)',
   },
   {
+    key: 'batchRateLimit',
+    flag: 'batch-rate-limit',
+    env: 'BATCH_RATE_LIMIT',
+    kind: 'rate',
+    default: '20000/s',
+    help: 'client ids per second that one caller may send through POST /heartbeats, each id counting once (same syntax)',
+  },
+  {
     key: 'addressRateLimit',
     flag: 'address-rate-limit',
     env: 'ADDRESS_RATE_LIMIT',
@@ -181,6 +193,15 @@ export const SETTINGS: readonly Setting[] = [
     default: '',
     secret: true,
     help: 'when set, reads and batch ingest need "Authorization: Bearer <token>"',
+  },
+  {
+    key: 'ingestToken',
+    flag: 'ingest-token',
+    env: 'INGEST_TOKEN',
+    kind: 'string',
+    default: '',
+    secret: true,
+    help: 'a bearer token that allows batch ingest (POST /heartbeats) only; batch ingest is off unless it or --api-token is set',
   },
   {
     key: 'identitySecret',
@@ -356,8 +377,8 @@ export function loadConfig(
   for (const setting of SETTINGS) {
     const given = values[setting.flag] ?? env[setting.env];
     // An empty token given on purpose would turn authentication off without a word: refused.
-    if (setting.key === 'apiToken' && given !== undefined && given.trim() === '') {
-      throw new ConfigError(nameOf(setting), 'must not be empty; leave it unset to serve reads without a token');
+    if ((setting.key === 'apiToken' || setting.key === 'ingestToken') && given !== undefined && given.trim() === '') {
+      throw new ConfigError(nameOf(setting), 'must not be empty; leave it unset to go without it');
     }
     const raw = given ?? setting.default;
     config[setting.key] = convert(setting, raw);

@@ -5,6 +5,11 @@ import createError from '@fastify/error';
 export const ERRORS = {
   RATE_LIMITED: { status: 429, message: 'Too Many Requests: retry after %s s' },
   UNAUTHORIZED: { status: 401, message: 'a valid "Authorization: Bearer <token>" header is required' },
+  BATCH_INGEST_OFF: {
+    status: 403,
+    message:
+      'batch ingest is off: it needs a credential, so the operator must set --ingest-token (or --api-token) first',
+  },
   INVALID_CLIENT_ID: { status: 400, message: 'client_id: %s' },
   INVALID_CHANNEL: { status: 400, message: 'channel: %s' },
   TOO_MANY_CHANNELS: {

@@ -5,18 +5,19 @@ import { testApp, type TestApp } from './support/app.js';
 
 const DAY = 86_400_000;
 const json = { 'content-type': 'application/json' };
+const GATEWAY = 'gateway-token-0123456789';
 
 describe('analytics', () => {
   let t: TestApp;
   before(async () => {
-    t = await testApp({ ingestRateLimit: null, readRateLimit: null, timeZone: 'Europe/Berlin' });
+    t = await testApp({ ingestRateLimit: null, readRateLimit: null, timeZone: 'Europe/Berlin', ingestToken: GATEWAY });
     // T0 is 2026-03-10 12:00 UTC (13:00 in Berlin). Day 1: 300 users; day 2: 100 of them and 50 new; day 9: 10 old
     // ones.
     const batch = async (ids: string[]) => {
       const res = await t.app.inject({
         method: 'POST',
         url: '/heartbeats',
-        headers: json,
+        headers: { ...json, authorization: `Bearer ${GATEWAY}` },
         payload: { client_ids: ids },
       });
       assert.equal(res.statusCode, 200);

@@ -7,6 +7,8 @@ import { testApp, type TestApp } from './support/app.js';
 const MINUTE = 60_000;
 const DAY = 86_400_000;
 const json = { 'content-type': 'application/json' };
+const GATEWAY = 'gateway-token-0123456789';
+const gateway = { ...json, authorization: `Bearer ${GATEWAY}` };
 
 describe('the demo API, unchanged for existing clients', () => {
   let t: TestApp;
@@ -66,7 +68,7 @@ describe('the demo API, unchanged for existing clients', () => {
 
 describe('identity, leave and channels', () => {
   let t: TestApp;
-  before(async () => (t = await testApp({ ingestRateLimit: null, readRateLimit: null })));
+  before(async () => (t = await testApp({ ingestRateLimit: null, readRateLimit: null, ingestToken: GATEWAY })));
   after(() => t.close());
 
   it('clients behind one address count separately by client_id (body) or X-Client-Id (header)', async () => {
@@ -137,7 +139,7 @@ describe('identity, leave and channels', () => {
     const res = await t.app.inject({
       method: 'POST',
       url: '/heartbeats',
-      headers: json,
+      headers: gateway,
       payload: { client_ids: ids, channel: 'arena' },
     });
     assert.equal(res.statusCode, 200);
@@ -148,7 +150,10 @@ describe('identity, leave and channels', () => {
 
 describe('bad input gets a 4xx that names the problem, never a 5xx', () => {
   let t: TestApp;
-  before(async () => (t = await testApp({ ingestRateLimit: null, readRateLimit: null, maxBatchIds: 10 })));
+  before(
+    async () =>
+      (t = await testApp({ ingestRateLimit: null, readRateLimit: null, maxBatchIds: 10, ingestToken: GATEWAY })),
+  );
   after(() => t.close());
 
   const expect4xx = async (status: number, request: InjectOptions, mentions: RegExp) => {
@@ -240,10 +245,10 @@ describe('bad input gets a 4xx that names the problem, never a 5xx', () => {
     const ids = Array.from({ length: 11 }, (_, n) => `id-${n}`);
     await expect4xx(
       400,
-      { method: 'POST', url: '/heartbeats', headers: json, payload: { client_ids: ids } },
+      { method: 'POST', url: '/heartbeats', headers: gateway, payload: { client_ids: ids } },
       /client_ids/,
     );
-    await expect4xx(400, { method: 'POST', url: '/heartbeats', headers: json, payload: {} }, /client_ids/);
+    await expect4xx(400, { method: 'POST', url: '/heartbeats', headers: gateway, payload: {} }, /client_ids/);
   });
 
   it('an empty JSON body is a valid heartbeat', async () => {
@@ -295,6 +300,79 @@ describe('API token', () => {
     }
     const wrong = await t.app.inject({ url: '/online_clients', headers: { authorization: 'bearer nope' } });
     assert.equal(wrong.statusCode, 401);
+  });
+
+  it('wrong tokens were never throttled: past 20 from one address, its guesses are refused without a comparison', async () => {
+    const guess = (value: string, address = '192.0.2.7') =>
+      t.app.inject({ url: '/online_clients', remoteAddress: address, headers: { authorization: `Bearer ${value}` } });
+    for (let n = 0; n < 20; n++) assert.equal((await guess(`guess-${n}`)).statusCode, 401, `guess ${n}`);
+    const throttled = await guess('guess-20');
+    assert.equal(throttled.statusCode, 429);
+    assert.ok(Number(throttled.headers['retry-after']) >= 1);
+    assert.equal((await guess(token)).statusCode, 429, 'even the right token waits: guessing cannot go on');
+    assert.equal((await guess(token, '192.0.2.8')).statusCode, 200, 'another address is not held up');
+    t.clock.advance(6_000);
+    assert.equal((await guess(token)).statusCode, 200, 'ten a minute come back');
+  });
+});
+
+describe('batch ingest needs a credential and pays per id', () => {
+  const batch = (ids: number, headers: Record<string, string> = gateway): InjectOptions => ({
+    method: 'POST',
+    url: '/heartbeats',
+    headers,
+    payload: { client_ids: Array.from({ length: ids }, (_, n) => `id-${n}`) },
+  });
+
+  it('was open to anyone without a token: now it is off, 403 naming the setting, until a token is configured', async () => {
+    const t = await testApp();
+    try {
+      const res = await t.app.inject(batch(1, json));
+      assert.equal(res.statusCode, 403, res.body);
+      assert.equal(res.json().code, 'OS_BATCH_INGEST_OFF');
+      assert.match(res.json().message, /--ingest-token/);
+      assert.equal((await t.app.inject({ url: '/online_clients' })).json().online_clients_count, 0);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('the ingest token allows batch ingest and nothing else; the API token allows it too', async () => {
+    const t = await testApp({ apiToken: 'api-token-0123456789', ingestToken: GATEWAY, readRateLimit: null });
+    try {
+      assert.equal((await t.app.inject(batch(3))).statusCode, 200);
+      const api = { ...json, authorization: 'Bearer api-token-0123456789' };
+      assert.equal((await t.app.inject(batch(3, api))).statusCode, 200);
+      assert.equal((await t.app.inject(batch(3, json))).statusCode, 401);
+      const read = await t.app.inject({ url: '/online_clients', headers: { authorization: `Bearer ${GATEWAY}` } });
+      assert.equal(read.statusCode, 401, 'the ingest token is not a read token');
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('counted requests, not ids (10,000 ids for the price of one): each id now spends one unit of the budget', async () => {
+    const t = await testApp({ ingestToken: GATEWAY, batchRateLimit: { count: 100, periodMs: 1000, burst: 100 } });
+    try {
+      assert.equal((await t.app.inject(batch(100))).statusCode, 200, 'a whole burst of ids at once');
+      const over = await t.app.inject(batch(1));
+      assert.equal(over.statusCode, 429, 'not one more id in the same instant');
+      assert.ok(Number(over.headers['retry-after']) >= 1);
+      t.clock.advance(500);
+      assert.equal((await t.app.inject(batch(51))).statusCode, 429, 'half a second earns 50 ids, not 51');
+      assert.equal((await t.app.inject(batch(50))).statusCode, 200);
+      // A batch larger than the whole burst passes only when the budget is whole, and leaves a debt.
+      t.clock.advance(1000);
+      assert.equal((await t.app.inject(batch(300))).statusCode, 200);
+      t.clock.advance(1000);
+      assert.equal((await t.app.inject(batch(1))).statusCode, 429, 'still paying for the 300');
+      t.clock.advance(2000);
+      assert.equal((await t.app.inject(batch(1))).statusCode, 200);
+      const online = (await t.app.inject({ url: '/online_clients' })).json().online_clients_count;
+      assert.equal(online, 300, 'the refused batches added nobody');
+    } finally {
+      await t.close();
+    }
   });
 });
 

@@ -8,6 +8,7 @@ const IDS_PER_BATCH = 1000;
 const ID_POOL = 1_000_000;
 const CONNECTIONS = 8;
 const WARM_UP_SECONDS = 2;
+const INGEST_TOKEN = 'bench-ingest-token-0123456789';
 
 export async function batchCase(ctx: BenchContext): Promise<CaseReport> {
   const service = await startService([
@@ -17,6 +18,10 @@ export async function batchCase(ctx: BenchContext): Promise<CaseReport> {
     'off',
     '--address-rate-limit',
     'off',
+    '--batch-rate-limit',
+    'off',
+    '--ingest-token',
+    INGEST_TOKEN,
   ]);
   try {
     let next = 0;
@@ -27,7 +32,7 @@ export async function batchCase(ctx: BenchContext): Promise<CaseReport> {
         seconds,
         method: 'POST',
         path: '/heartbeats',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${INGEST_TOKEN}` },
         vary: () => {
           const ids = Array.from({ length: IDS_PER_BATCH }, () => `client-${next++ % ID_POOL}`);
           return { body: JSON.stringify({ client_ids: ids }) };
@@ -63,7 +68,7 @@ export async function batchCase(ctx: BenchContext): Promise<CaseReport> {
       ],
       notes: [
         `${CONNECTIONS} connections, POST /heartbeats with {"client_ids": [${IDS_PER_BATCH} ids]} cycling over ${count(ID_POOL)} ids (client-<n>), ` +
-          `empty data dir, --rate-limit off --address-rate-limit off; ${WARM_UP_SECONDS} s warm-up, then ${ctx.durationSeconds} s. Heartbeats/s = 2xx × ${IDS_PER_BATCH} / seconds.`,
+          `empty data dir, --ingest-token set, --rate-limit off --address-rate-limit off --batch-rate-limit off; ${WARM_UP_SECONDS} s warm-up, then ${ctx.durationSeconds} s. Heartbeats/s = 2xx × ${IDS_PER_BATCH} / seconds.`,
       ],
     };
   } finally {

@@ -1,10 +1,11 @@
 // Per-request checks shared by the routes: who is calling, the API token, and the rate limits.
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { LRUCache } from 'lru-cache';
 import type { Config, Rate } from '../config.js';
 import { serviceError } from '../errors.js';
 import { addressBlockIdentity, canonicalAddress, identityOf, type Pseudonymizer } from '../identity.js';
-import type { RateLimiterStore } from '../ratelimit/limiter.js';
+import { gcra, type RateLimiterStore } from '../ratelimit/limiter.js';
 
 export interface Caller {
   /** The caller's address (socket, or X-Forwarded-For past trusted proxies), normalised. */
@@ -21,14 +22,29 @@ declare module 'fastify' {
   }
 }
 
-export type Budget = 'ingest' | 'read';
+/** `batch`: client ids of batch ingest per second, each request spending as many units as it names ids. */
+export type Budget = 'ingest' | 'read' | 'batch';
+
+/** `token`: the API token when one is configured. `ingest`: the ingest or the API token, and one must be configured. */
+export type Credential = 'token' | 'ingest';
 
 export interface Guards {
   /** `ignoreBody`: the body's client_id does not name the caller (batch ingest, where it names others). */
   callerOf(request: FastifyRequest, options?: { ignoreBody?: boolean }): Caller;
-  requireToken(request: FastifyRequest): void;
-  rateLimit(budget: Budget, request: FastifyRequest, reply: FastifyReply): Promise<void>;
+  requireCredential(credential: Credential, request: FastifyRequest, reply: FastifyReply): void;
+  /** Spends `cost` units of the caller's `budget` (and one of its address block's cap), or answers 429. */
+  rateLimit(budget: Budget, request: FastifyRequest, reply: FastifyReply, cost?: number): Promise<void>;
 }
+
+/**
+ * Wrong tokens an address block (IPv4 address or IPv6 /64) may send: 20 back to back, then 10 a
+ * minute. Past it, every request from that block that needs a token is refused before its token is
+ * compared, so guessing proceeds at 10 a minute however fast the guesses come. Counted in each
+ * process (LRU-bounded), not shared: N instances allow N times as many guesses, which against a
+ * token of 32 random characters is still none that matter.
+ */
+export const AUTH_FAILURE_RATE: Rate = { count: 10, periodMs: 60_000, burst: 20 };
+const AUTH_FAILURE_MAX_BLOCKS = 10_000;
 
 const digest = (text: string): Buffer => createHash('sha256').update(text).digest();
 
@@ -42,17 +58,26 @@ export function createGuards(
   nowMs: () => number,
 ): Guards {
   const tokenDigest = config.apiToken === null ? null : digest(config.apiToken);
-  const rates: Record<Budget, Rate | null> = { ingest: config.ingestRateLimit, read: config.readRateLimit };
+  const ingestDigest = config.ingestToken === null ? null : digest(config.ingestToken);
+  const rates: Record<Budget, Rate | null> = {
+    ingest: config.ingestRateLimit,
+    read: config.readRateLimit,
+    batch: config.batchRateLimit,
+  };
+  const authFailures = new LRUCache<string, number>({ max: AUTH_FAILURE_MAX_BLOCKS });
+
+  const addressOf = (request: FastifyRequest): string => {
+    // Fastify's request.ip is the socket's address, or what a trusted proxy forwarded: undefined once
+    // the socket is gone, and any text a proxy sent. Neither may become an identity.
+    const address = request.caller?.address ?? canonicalAddress(request.ip);
+    if (address !== null) return address;
+    if (request.ip === undefined) throw serviceError('CONNECTION_CLOSED');
+    throw serviceError('INVALID_FORWARDED_FOR', JSON.stringify(request.ip));
+  };
 
   const callerOf = (request: FastifyRequest, options?: { ignoreBody?: boolean }): Caller => {
     if (request.caller) return request.caller;
-    // Fastify's request.ip is the socket's address, or what a trusted proxy forwarded: undefined once
-    // the socket is gone, and any text a proxy sent. Neither may become an identity.
-    const address = canonicalAddress(request.ip);
-    if (address === null) {
-      if (request.ip === undefined) throw serviceError('CONNECTION_CLOSED');
-      throw serviceError('INVALID_FORWARDED_FOR', JSON.stringify(request.ip));
-    }
+    const address = addressOf(request);
     const body = options?.ignoreBody ? undefined : (request.body as { client_id?: unknown } | undefined | null);
     const fromBody =
       body && typeof body === 'object' && typeof body.client_id === 'string' ? body.client_id : undefined;
@@ -72,23 +97,41 @@ export function createGuards(
     throw serviceError('RATE_LIMITED', retryAfterSeconds);
   };
 
+  /** The address block's key in `authFailures`: the pseudonym, so no raw address is held. */
+  const blockOf = (request: FastifyRequest): string =>
+    pseudonymizer.pseudonym(addressBlockIdentity(addressOf(request)));
+
   return {
     callerOf,
-    requireToken(request) {
-      if (tokenDigest === null) return;
+    requireCredential(credential, request, reply) {
+      const accepted = credential === 'ingest' ? [tokenDigest, ingestDigest] : [tokenDigest];
+      if (accepted.every((candidate) => candidate === null)) {
+        if (credential === 'token') return;
+        throw serviceError('BATCH_INGEST_OFF');
+      }
+      const block = blockOf(request);
+      const now = nowMs();
+      const failures = authFailures.get(block);
+      // Over its budget of wrong tokens, the block is refused before the token is even compared.
+      const next = gcra(failures, AUTH_FAILURE_RATE, now);
+      if (!next.decision.allowed) deny(reply, AUTH_FAILURE_RATE, next.decision.retryAfterMs, next.decision.resetMs);
       const header = request.headers.authorization;
       // The scheme is case-insensitive (RFC 9110 section 11.1): "bearer" is as good as "Bearer".
       const match = typeof header === 'string' ? /^bearer[ \t]+(.*)$/i.exec(header) : null;
-      const token = match?.[1]?.trim() ?? '';
-      // Digests have equal length, so the comparison takes the same time whatever the token.
-      if (!timingSafeEqual(digest(token), tokenDigest)) throw serviceError('UNAUTHORIZED');
+      const given = digest(match?.[1]?.trim() ?? '');
+      // Digests have equal length, so each comparison takes the same time whatever the token.
+      let valid = false;
+      for (const candidate of accepted) if (candidate !== null && timingSafeEqual(given, candidate)) valid = true;
+      if (valid) return;
+      authFailures.set(block, next.tatMs as number);
+      throw serviceError('UNAUTHORIZED');
     },
-    async rateLimit(budget, request, reply) {
+    async rateLimit(budget, request, reply, cost = 1) {
       const rate = rates[budget];
       const caller = callerOf(request);
       const now = nowMs();
       if (rate !== null) {
-        const decision = await limiter.take(limiterKey(budget, caller.identity), rate, now);
+        const decision = await limiter.take(limiterKey(budget, caller.identity), rate, now, cost);
         if (!decision.allowed) deny(reply, rate, decision.retryAfterMs, decision.resetMs);
       }
       // Every caller's address block has a cap too: clients that name themselves could rotate ids,

@@ -2,14 +2,19 @@
 // hook.
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import type { Config } from '../config.js';
-import type { Budget, Guards } from './guards.js';
+import type { Budget, Credential, Guards } from './guards.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** `token`: needs "Authorization: Bearer <token>" when an API token is configured (documented as `security`). */
-    auth?: 'token';
-    /** The rate-limit budget each request spends (and the per-address cap, for callers that name themselves). */
+    /**
+     * `token`: needs "Authorization: Bearer <token>" when an API token is configured (documented as `security`).
+     * `ingest`: needs the ingest or the API token, and is off while neither is configured.
+     */
+    auth?: Credential;
+    /** The rate-limit budget each request spends (and one unit of its address block's cap). */
     budget?: Budget;
+    /** Units of the budget a request spends, from its validated query and body (1 when absent). */
+    cost?: (request: FastifyRequest) => number;
     /**
      * false: the body's client_id names other clients (batch ingest), so the caller is its
      * X-Client-Id or its address.
@@ -27,11 +32,14 @@ type Check = (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
  * Registered before any route, so it sees them all.
  */
 export function applyRouteConfig(app: FastifyInstance, config: Readonly<Config>, guards: Guards): void {
-  const security = config.apiToken === null ? [] : [{ bearer: [] }];
+  const security = {
+    token: config.apiToken === null ? [] : [{ bearer: [] }],
+    ingest: [{ bearer: [] }],
+  };
   app.addHook('onRoute', (route: RouteOptions) => {
     const needs = route.config ?? {};
-    const check = checkFor(needs.auth === 'token', needs.callerFromBody === false, needs.budget, guards);
-    if (needs.auth === 'token') route.schema = { ...route.schema, security };
+    const check = checkFor(needs, guards);
+    if (needs.auth !== undefined) route.schema = { ...route.schema, security: security[needs.auth] };
     if (check === null) return;
     const own =
       route.preHandler === undefined ? [] : Array.isArray(route.preHandler) ? route.preHandler : [route.preHandler];
@@ -40,18 +48,19 @@ export function applyRouteConfig(app: FastifyInstance, config: Readonly<Config>,
 }
 
 function checkFor(
-  token: boolean,
-  callerFromHeaders: boolean,
-  budget: Budget | undefined,
+  { auth, callerFromBody, budget, cost }: { auth?: Credential; callerFromBody?: boolean; budget?: Budget; cost?: Cost },
   guards: Guards,
 ): Check | null {
-  if (!token && !callerFromHeaders && budget === undefined) return null;
+  const callerFromHeaders = callerFromBody === false;
+  if (auth === undefined && !callerFromHeaders && budget === undefined) return null;
   // The heartbeat's own check is the common case: one await, no branches.
-  if (!token && !callerFromHeaders && budget !== undefined)
+  if (auth === undefined && !callerFromHeaders && budget !== undefined && cost === undefined)
     return (request, reply) => guards.rateLimit(budget, request, reply);
   return async (request, reply) => {
-    if (token) guards.requireToken(request);
+    if (auth !== undefined) guards.requireCredential(auth, request, reply);
     if (callerFromHeaders) guards.callerOf(request, { ignoreBody: true });
-    if (budget !== undefined) await guards.rateLimit(budget, request, reply);
+    if (budget !== undefined) await guards.rateLimit(budget, request, reply, cost?.(request) ?? 1);
   };
 }
+
+type Cost = (request: FastifyRequest) => number;

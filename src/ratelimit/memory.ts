@@ -20,8 +20,8 @@ export class MemoryRateLimiterStore implements RateLimiterStore {
     this.tatMs = new LRUCache({ max: maxKeys });
   }
 
-  take(key: string, rate: Rate, nowMs: number): RateDecision {
-    const { tatMs, decision } = gcra(this.tatMs.get(key), rate, nowMs);
+  take(key: string, rate: Rate, nowMs: number, cost = 1): RateDecision {
+    const { tatMs, decision } = gcra(this.tatMs.get(key), rate, nowMs, cost);
     if (tatMs !== null) this.tatMs.set(key, tatMs);
     return decision;
   }

@@ -12,6 +12,7 @@ interface Pending {
   key: string;
   rate: Rate;
   nowMs: number;
+  cost: number;
   done: (decision: RateDecision) => void;
   fail: (error: unknown) => void;
 }
@@ -40,8 +41,8 @@ export class RedisRateLimiterStore implements RateLimiterStore {
     private readonly keys: RedisKeys,
   ) {}
 
-  take(key: string, rate: Rate, nowMs: number): Promise<RateDecision> {
-    return new Promise((done, fail) => this.decisions.add({ key, rate, nowMs, done, fail }));
+  take(key: string, rate: Rate, nowMs: number, cost = 1): Promise<RateDecision> {
+    return new Promise((done, fail) => this.decisions.add({ key, rate, nowMs, cost, done, fail }));
   }
 
   private flush(batch: Pending[]): void {
@@ -54,7 +55,7 @@ export class RedisRateLimiterStore implements RateLimiterStore {
     }
     for (const [shard, group] of byShard) {
       const keys = group.map((pending) => this.keys.rateLimit(shard, pending.key));
-      const args = group.flatMap(({ rate, nowMs }) => [nowMs, rate.periodMs, rate.count, rate.burst]);
+      const args = group.flatMap(({ rate, nowMs, cost }) => [nowMs, rate.periodMs, rate.count, rate.burst, cost]);
       this.redis
         .run((client) => GCRA.run(client, keys, args))
         .then(
@@ -70,8 +71,8 @@ export class RedisRateLimiterStore implements RateLimiterStore {
   }
 }
 
-function decide({ rate, nowMs }: Pending, allowed: boolean, stored: number | string | null): RateDecision {
-  const { decision } = gcra(stored === null ? undefined : Number(stored), rate, nowMs);
+function decide({ rate, nowMs, cost }: Pending, allowed: boolean, stored: number | string | null): RateDecision {
+  const { decision } = gcra(stored === null ? undefined : Number(stored), rate, nowMs, cost);
   if (decision.allowed === allowed) return decision;
   // Cannot happen while both sides compute in doubles; the script's word is the one that was written.
   return allowed ? { ...decision, allowed: true, retryAfterMs: 0 } : { allowed: false, retryAfterMs: 1, resetMs: 1 };

@@ -93,7 +93,8 @@ export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
         summary: 'Report many clients online at once (servers and gateways)',
         description:
           `Marks every id online, durably, in one commit. At most ${config.maxBatchIds} ids. ` +
-          'Needs the API token when one is configured, and is rate-limited per caller like /heartbeat.',
+          'Needs the ingest token or the API token, and answers 403 while the service has neither configured. ' +
+          "Each id spends one unit of the caller's batch budget (--batch-rate-limit, ids per second).",
         tags: ['ingest'],
         headers: ClientIdHeaders,
         body: Type.Object(
@@ -106,11 +107,18 @@ export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
         response: {
           200: Type.Object({ accepted: Type.Integer({ description: 'Heartbeats recorded' }) }),
           401: Type.Ref('Error'),
+          403: Type.Ref('Error'),
           ...errorResponses,
         },
       },
       // The batch's caller is the gateway, named by X-Client-Id or its address, not the ids inside.
-      config: { auth: 'token', budget: 'ingest', callerFromBody: false },
+      // Each id it names costs one unit: a limit on requests would let one caller add ids 10,000 times as fast.
+      config: {
+        auth: 'ingest',
+        budget: 'batch',
+        callerFromBody: false,
+        cost: (request) => (request.body as { client_ids: readonly string[] }).client_ids.length,
+      },
     },
     async (request, reply) => {
       const channel = request.body.channel ?? null;
