@@ -126,23 +126,24 @@ async function memory(server: RedisServer) {
   }
   const leftEntries = (await usedMemory(redis)) - beforeLeaves;
   const last30 = Array.from({ length: 30 }, (_, i) => new Date(NOW_MS - (29 - i) * DAY_MS).toISOString().slice(0, 10));
+  const [first, last] = [last30[0] as string, last30[29] as string];
   const reads = {
     countOnlineMs: round(await median(21, () => store.countOnline(NOW_MS + 2)), 2),
     countActive30dMs: round(await median(21, () => store.countActive(NOW_MS - 30 * DAY_MS, NOW_MS + 2)), 2),
     topChannelsMs: round(await median(21, () => store.topChannels(NOW_MS + 2, 10)), 2),
     dailyActivity30dMs: round(await median(21, () => store.dailyActivity(last30)), 2),
-    distinctActive30dMs: round(await median(21, () => store.distinctActive(last30)), 2),
+    distinctActive30dMs: round(await median(21, () => store.distinctActive(first, last)), 2),
     // The 30 days before today are over: counted once, then remembered by the instance.
     distinctActive30dPastFirstMs: round(
-      await median(1, () => store.distinctActive(last30.map((day) => shiftDay(day, -1)))),
+      await median(1, () => store.distinctActive(shiftDay(first, -1), shiftDay(last, -1))),
       2,
     ),
     distinctActive30dPastAgainMs: round(
-      await median(21, () => store.distinctActive(last30.map((day) => shiftDay(day, -1)))),
+      await median(21, () => store.distinctActive(shiftDay(first, -1), shiftDay(last, -1))),
       3,
     ),
   };
-  const distinct = await store.distinctActive(last30);
+  const distinct = await store.distinctActive(first, last);
   // Rate-limit state: one key per caller and budget while its budget is not whole again.
   const limiter = new RedisRateLimiterStore(redis, store.keys);
   const CALLERS = Math.min(100_000, IDENTITIES);

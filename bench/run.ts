@@ -9,6 +9,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { analyticsCase } from './cases/analytics.js';
 import { batchCase } from './cases/batch.js';
 import { heartbeatCase } from './cases/heartbeat.js';
 import { memoryCase } from './cases/memory.js';
@@ -27,6 +28,7 @@ const CASES: Record<number, (ctx: BenchContext) => Promise<CaseReport>> = {
   4: restartCase,
   5: batchCase,
   6: peerCase,
+  7: analyticsCase,
 };
 
 const USAGE =
@@ -68,7 +70,7 @@ function parseFlags(argv: readonly string[]) {
   const values = parse();
   const only = values.only.split(',').map((part) => Number(part.trim()));
   const unknown = only.filter((n) => CASES[n] === undefined);
-  if (unknown.length > 0) usageError(`--only names no such case: ${unknown.join(', ')} (cases are 1 to 6)`);
+  if (unknown.length > 0) usageError(`--only names no such case: ${unknown.join(', ')} (cases are 1 to 7)`);
   return {
     durationSeconds: positive('duration', values.duration, false),
     connections: positive('connections', values.connections, true),

@@ -1,6 +1,11 @@
 // Analytics over HTTP: daily actives, new users, rolling weekly/monthly actives, stickiness, summary, CORS.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { shiftDay } from '../src/calendar.js';
+import { HLL_REGISTERS } from '../src/store/hll.js';
+import { DATABASE_FILE } from '../src/store/sqlite.js';
 import { testApp, type TestApp } from './support/app.js';
 
 const DAY = 86_400_000;
@@ -96,6 +101,84 @@ describe('analytics', () => {
       top_channels: [],
       time_zone: 'Europe/Berlin',
     });
+  });
+});
+
+describe('a year of /analytics/daily', () => {
+  /** Fills a year of finished days with dense sketches (about 40,000 distinct a day), as a busy year leaves them. */
+  function seedYear(dataDir: string, lastDay: string, days: number): void {
+    const db = new Database(join(dataDir, DATABASE_FILE));
+    const insert = db.prepare('INSERT OR REPLACE INTO day_sketches (day, sketch) VALUES (?, ?)');
+    let state = 7;
+    const rank = () => 1 + ((state = (state * 1103515245 + 12345) % 2 ** 31) % 3);
+    const counts = db.prepare('INSERT OR REPLACE INTO daily_activity (day, active, new) VALUES (?, ?, ?)');
+    db.transaction(() => {
+      for (let n = 0; n < days; n++) {
+        const sketch = Buffer.alloc(HLL_REGISTERS);
+        for (let i = 0; i < HLL_REGISTERS; i++) sketch[i] = rank();
+        insert.run(shiftDay(lastDay, -n), sketch);
+        counts.run(shiftDay(lastDay, -n), 40_000, 100);
+      }
+    })();
+    db.close();
+  }
+
+  it("held bystanders' heartbeats until it finished (2.3 s): now they are answered while it merges", async () => {
+    const t = await testApp({ readRateLimit: null, batchRateLimit: null, ingestToken: GATEWAY });
+    try {
+      seedYear(t.dataDir, '2026-03-09', 400);
+      const order: string[] = [];
+      const read = t.app
+        .inject({ url: '/analytics/daily?from=2025-03-10&to=2026-03-10' })
+        .then((res) => (order.push('read'), res));
+      await new Promise((resolve) => setImmediate(resolve));
+      const beat = t.app
+        .inject({ method: 'POST', url: '/heartbeat', headers: { 'x-client-id': 'bystander' } })
+        .then((res) => (order.push('heartbeat'), res));
+      const [readRes, beatRes] = await Promise.all([read, beat]);
+      assert.equal(beatRes.statusCode, 200);
+      assert.equal(readRes.statusCode, 200, readRes.body);
+      assert.deepEqual(order, ['heartbeat', 'read'], 'the heartbeat did not wait for the whole year');
+      const days = readRes.json().days as { day: string; wau: number; mau: number }[];
+      assert.equal(days.length, 366);
+
+      // A second read of the same year comes from the settled windows, with the same figures, and
+      // today's windows still follow today's heartbeats.
+      const again = (await t.app.inject({ url: '/analytics/daily?from=2025-03-10&to=2026-03-10' })).json();
+      assert.deepEqual(again.days.slice(0, -1), days.slice(0, -1));
+      const before = again.days.at(-1).wau as number;
+      const more = await t.app.inject({
+        method: 'POST',
+        url: '/heartbeats',
+        headers: { ...json, authorization: `Bearer ${GATEWAY}` },
+        payload: { client_ids: Array.from({ length: 5000 }, (_, n) => `late-${n}`) },
+      });
+      assert.equal(more.statusCode, 200);
+      const after = (await t.app.inject({ url: '/analytics/daily?from=2026-03-10&to=2026-03-10' })).json();
+      assert.ok(after.days[0].wau > before, `today's weekly actives rose (${before} -> ${after.days[0].wau})`);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('cost one read like any other: a year now spends 12 units of the read budget', async () => {
+    const t = await testApp({ readRateLimit: { count: 1, periodMs: 1000, burst: 1 } });
+    try {
+      const read = (url: string) => t.app.inject({ url, headers: { 'x-client-id': 'analyst' } });
+      assert.equal((await read('/analytics/daily?from=2025-03-10&to=2026-03-10')).statusCode, 200);
+      t.clock.advance(1000);
+      assert.equal((await read('/online_clients')).statusCode, 429, 'one second pays for one read, not twelve');
+      t.clock.advance(10_000);
+      assert.equal((await read('/online_clients')).statusCode, 429);
+      t.clock.advance(1000);
+      assert.equal((await read('/online_clients')).statusCode, 200, 'twelve seconds pay for the year');
+      t.clock.advance(1000);
+      assert.equal((await read('/analytics/daily')).statusCode, 200, 'the default 30 days cost one read');
+      t.clock.advance(1000);
+      assert.equal((await read('/online_clients')).statusCode, 200);
+    } finally {
+      await t.close();
+    }
   });
 });
 

@@ -11,8 +11,44 @@ export const MAX_RANGE_DAYS = 366;
 const DEFAULT_RANGE_DAYS = 30;
 const Day = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$', description: 'YYYY-MM-DD in the configured time zone' });
 
+/** Days of /analytics/daily that one unit of the read budget pays for. */
+export const DAYS_PER_READ = 31;
+/** Longest stretch of event-loop time one /analytics/daily request takes before letting others run, in ms. */
+const YIELD_AFTER_MS = 4;
+
+interface RangeQuery {
+  from?: string;
+  to?: string;
+}
+
 export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
   const { config, store, clock } = deps;
+
+  /** The range asked for, defaults applied and checked: 400 naming the parameter otherwise. */
+  const rangeOf = (query: RangeQuery): { from: string; to: string } => {
+    const today = deps.calendar.dayOf(clock.nowMs()).key;
+    const to = query.to ?? today;
+    // `to` is checked before the default `from` is counted back from it: 2026-02-30 has no day before it.
+    const toMs = parseDayKey(to);
+    if (toMs === null) throw serviceError('INVALID_DATE_RANGE', `to: ${to} is not a calendar day`);
+    const from = query.from ?? shiftDay(to, -(DEFAULT_RANGE_DAYS - 1));
+    const fromMs = parseDayKey(from);
+    if (fromMs === null) throw serviceError('INVALID_DATE_RANGE', `from: ${from} is not a calendar day`);
+    if (fromMs > toMs) throw serviceError('INVALID_DATE_RANGE', `from (${from}) is after to (${to})`);
+    if ((toMs - fromMs) / DAY_MS + 1 > MAX_RANGE_DAYS)
+      throw serviceError('INVALID_DATE_RANGE', `from..to spans more than ${MAX_RANGE_DAYS} days`);
+    return { from, to };
+  };
+
+  /** Days in the range, for its cost; a range the handler will refuse costs one unit. */
+  const rangeDays = (query: RangeQuery): number => {
+    try {
+      const { from, to } = rangeOf(query);
+      return ((parseDayKey(to) as number) - (parseDayKey(from) as number)) / DAY_MS + 1;
+    } catch {
+      return 1;
+    }
+  };
   const readErrors = { 401: Type.Ref('Error'), ...errorResponses };
 
   app.get(
@@ -23,7 +59,8 @@ export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, d
         description:
           `Days follow the configured time zone (${config.timeZone}). dau and new are exact. wau (7 days ending that day), mau ` +
           '(30 days ending that day) and stickiness (dau/mau) come from HyperLogLog sketches: standard error about 0.8%, and ' +
-          `never below dau (wau) or wau (mau). Default range: the last ${DEFAULT_RANGE_DAYS} days; at most ${MAX_RANGE_DAYS}.`,
+          `never below dau (wau) or wau (mau). Default range: the last ${DEFAULT_RANGE_DAYS} days; at most ${MAX_RANGE_DAYS}. ` +
+          `Each ${DAYS_PER_READ} days of the range spend one unit of the read rate limit (a year: 12).`,
         tags: ['analytics'],
         headers: ClientIdHeaders,
         querystring: Type.Object({ from: Type.Optional(Day), to: Type.Optional(Day) }),
@@ -44,41 +81,39 @@ export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, d
           ...readErrors,
         },
       },
-      config: { auth: 'token', budget: 'read' },
+      // A month of days costs one read; a year, 12: wide ranges spend more of the caller's budget.
+      config: {
+        auth: 'token',
+        budget: 'read',
+        cost: (request) => Math.max(1, Math.ceil(rangeDays(request.query as RangeQuery) / DAYS_PER_READ)),
+      },
     },
     async (request) => {
-      const today = deps.calendar.dayOf(clock.nowMs()).key;
-      const to = request.query.to ?? today;
-      // `to` is checked before the default `from` is counted back from it: 2026-02-30 has no day before it.
-      const toMs = parseDayKey(to);
-      if (toMs === null) throw serviceError('INVALID_DATE_RANGE', `to: ${to} is not a calendar day`);
-      const from = request.query.from ?? shiftDay(to, -(DEFAULT_RANGE_DAYS - 1));
-      const fromMs = parseDayKey(from);
-      if (fromMs === null) throw serviceError('INVALID_DATE_RANGE', `from: ${from} is not a calendar day`);
-      if (fromMs > toMs) throw serviceError('INVALID_DATE_RANGE', `from (${from}) is after to (${to})`);
-      if ((toMs - fromMs) / DAY_MS + 1 > MAX_RANGE_DAYS)
-        throw serviceError('INVALID_DATE_RANGE', `from..to spans more than ${MAX_RANGE_DAYS} days`);
+      const { from, to } = rangeOf(request.query);
       const days = deps.calendar.daysBetween(from, to);
       const activity = await store.dailyActivity(days);
-      const window = (day: string, length: number) => deps.calendar.daysBetween(shiftDay(day, -(length - 1)), day);
-      const rows = await Promise.all(
-        activity.map(async ({ day, active, new: fresh }) => {
-          const [weekly, monthly] = await Promise.all([
-            store.distinctActive(window(day, 7)),
-            store.distinctActive(window(day, 30)),
-          ]);
-          const wau = Math.max(weekly, active);
-          const mau = Math.max(monthly, wau);
-          return {
-            day,
-            dau: active,
-            wau,
-            mau,
-            new: fresh,
-            stickiness: mau === 0 ? 0 : Math.round((active / mau) * 10_000) / 10_000,
-          };
-        }),
-      );
+      const rows = [];
+      // Day by day, giving the event loop back every few milliseconds: a year of windows not yet
+      // cached must not hold up everyone else's heartbeats while it is merged.
+      let sliceStartedMs = performance.now();
+      for (const { day, active, new: fresh } of activity) {
+        const weekly = await store.distinctActive(shiftDay(day, -6), day);
+        const monthly = await store.distinctActive(shiftDay(day, -29), day);
+        const wau = Math.max(weekly, active);
+        const mau = Math.max(monthly, wau);
+        rows.push({
+          day,
+          dau: active,
+          wau,
+          mau,
+          new: fresh,
+          stickiness: mau === 0 ? 0 : Math.round((active / mau) * 10_000) / 10_000,
+        });
+        if (performance.now() - sliceStartedMs > YIELD_AFTER_MS) {
+          await new Promise((resolve) => setImmediate(resolve));
+          sliceStartedMs = performance.now();
+        }
+      }
       return { time_zone: config.timeZone, days: rows };
     },
   );

@@ -33,17 +33,34 @@ export function hllAdd(registers: Uint8Array, pseudonym: string): boolean {
   return false;
 }
 
-/** Registers holding the maximum of each register of `sketches` (the sketch of the union). */
-export function hllMerge(sketches: readonly Uint8Array[]): Uint8Array {
-  const merged = new Uint8Array(HLL_REGISTERS);
-  for (const sketch of sketches) {
+/**
+ * Raises each register of `target` to that of `source`: `target` becomes the sketch of the union.
+ * Four registers at a time when both are 4-byte aligned: a register holds at most 49, below 128, so
+ * setting each byte's top bit before subtracting keeps borrows from crossing bytes, and the top bit
+ * that survives says which is larger. A year of weekly and monthly windows merges 13,000 sketches.
+ */
+export function hllMergeInto(target: Uint8Array, source: Uint8Array): void {
+  if (target.byteOffset % 4 !== 0 || source.byteOffset % 4 !== 0) {
     for (let i = 0; i < HLL_REGISTERS; i++) {
-      const value = sketch[i] as number;
-      if (value > (merged[i] as number)) merged[i] = value;
+      const value = source[i] as number;
+      if (value > (target[i] as number)) target[i] = value;
     }
+    return;
   }
-  return merged;
+  const to = new Uint32Array(target.buffer, target.byteOffset, HLL_REGISTERS / 4);
+  const from = new Uint32Array(source.buffer, source.byteOffset, HLL_REGISTERS / 4);
+  for (let i = 0; i < to.length; i++) {
+    const a = to[i] as number;
+    const b = from[i] as number;
+    // Top bit of each byte: set where a >= b.
+    const aWins = ((a | 0x80808080) - b) & 0x80808080;
+    const mask = (aWins >>> 7) * 0xff;
+    to[i] = ((a & mask) | (b & ~mask)) >>> 0;
+  }
 }
+
+/** 2^-rank for every rank a register can hold (0 to 49): a table, because Math.pow per register was most of a count. */
+const INVERSE_POWERS = Float64Array.from({ length: 64 }, (_, rank) => 2 ** -rank);
 
 /** The estimated number of distinct items, with the small-range (linear counting) correction. */
 export function hllCount(registers: Uint8Array): number {
@@ -52,7 +69,7 @@ export function hllCount(registers: Uint8Array): number {
   let zeros = 0;
   for (let i = 0; i < m; i++) {
     const value = registers[i] as number;
-    sum += 2 ** -value;
+    sum += INVERSE_POWERS[value] as number;
     if (value === 0) zeros++;
   }
   const alpha = 0.7213 / (1 + 1.079 / m);

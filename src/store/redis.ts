@@ -7,14 +7,13 @@ import { connectDeployment } from '../redis/deployment.js';
 import { RedisKeys } from '../redis/keys.js';
 import { LuaScript } from '../redis/lua.js';
 import { layOutBatch, type RecordOp } from './redis/record-batch.js';
+import { SettledWindows } from './window-cache.js';
 import type { ChannelCount, DayActivity, HeartbeatRecord, RecordOutcome, Store, StoreOptions } from './store.js';
 
 /** Heartbeats waiting for Redis, across calls, beyond which new ones are refused (503) rather than queued. */
 const MAX_PENDING_HEARTBEATS = 100_000;
 /** A day is over for the distinct-count cache this long after its end (instances' clocks differ a little), in ms. */
 const DAY_SETTLED_MS = 60_000;
-/** Distinct counts of past days remembered per instance (a number and its key each). */
-const DISTINCT_CACHE_SIZE = 4096;
 
 const script = (name: string) => LuaScript.load(new URL(`./redis/${name}.lua`, import.meta.url));
 const SCRIPTS = {
@@ -66,7 +65,7 @@ export class RedisStore implements Store {
    * dense sketches per shard (about 11 ms in all, see docs/scaling.md), while the analytics ask for
    * the same past windows on every refresh: they are remembered here.
    */
-  private readonly distinctCache = new Map<string, number>();
+  private readonly settled = new SettledWindows();
   /** The latest time any caller gave this instance: what "today" is for the cache. */
   private latestNowMs = -Infinity;
   /** Called after each write with its heartbeats and duration (the app's commit metrics). */
@@ -282,33 +281,26 @@ export class RedisStore implements Store {
    * Each identity lives in one shard, so the shards' sets are disjoint: the distinct count is the sum
    * of each shard's union over the days (PFCOUNT of keys in one slot), and its error shrinks with them.
    */
-  async distinctActive(days: readonly string[]): Promise<number> {
+  async distinctActive(firstDay: string, lastDay: string): Promise<number> {
     this.assertOpen();
-    if (days.length === 0) return 0;
-    const key = days.join(',');
-    const cached = this.distinctCache.get(key);
-    if (cached !== undefined) return cached;
-    const counts = await this.redis.run((client) =>
-      Promise.all(
-        this.keys.shardIndexes().map((shard) =>
-          client.call(
-            'PFCOUNT',
-            days.map((day) => this.keys.sketch(shard, day)),
-          ),
-        ),
-      ),
-    );
-    const distinct = counts.reduce<number>((sum, count) => sum + toInt(count), 0);
-    // Day keys are YYYY-MM-DD, so they compare as dates.
+    if (firstDay > lastDay) return 0;
     const settledDay = Number.isFinite(this.latestNowMs)
       ? this.options.calendar.dayOf(this.latestNowMs - DAY_SETTLED_MS).key
       : '';
-    if (days.every((day) => day < settledDay)) {
-      if (this.distinctCache.size >= DISTINCT_CACHE_SIZE)
-        this.distinctCache.delete(this.distinctCache.keys().next().value as string);
-      this.distinctCache.set(key, distinct);
-    }
-    return distinct;
+    return this.settled.get(firstDay, lastDay, settledDay, async () => {
+      const days = this.options.calendar.daysBetween(firstDay, lastDay);
+      const counts = await this.redis.run((client) =>
+        Promise.all(
+          this.keys.shardIndexes().map((shard) =>
+            client.call(
+              'PFCOUNT',
+              days.map((day) => this.keys.sketch(shard, day)),
+            ),
+          ),
+        ),
+      );
+      return counts.reduce<number>((sum, count) => sum + toInt(count), 0);
+    });
   }
 
   private sawTime(nowMs: number): void {

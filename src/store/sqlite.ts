@@ -4,11 +4,14 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { TurnBatcher } from '../batcher.js';
+import { shiftDay } from '../calendar.js';
 import { flagOf } from '../config.js';
 import { ConfigError, StoreUnavailableError } from '../errors.js';
 import { ActivityIndex } from './activity-index.js';
-import { HLL_REGISTERS, hllAdd, hllCount, hllMerge } from './hll.js';
+import { LRUCache } from 'lru-cache';
+import { HLL_REGISTERS, hllAdd, hllCount, hllMergeInto } from './hll.js';
 import { ChannelIndex, OnlineIndex } from './online-index.js';
+import { SettledWindows } from './window-cache.js';
 import type { ChannelCount, DayActivity, HeartbeatRecord, RecordOutcome, Store, StoreOptions } from './store.js';
 
 /** The database's file name in the data directory (with its -wal and -shm beside it). */
@@ -45,6 +48,8 @@ interface DaySketch {
 }
 
 const toBlob = (identity: string): Buffer => Buffer.from(identity, 'latin1');
+/** A day without a saved sketch (no activity). */
+const NO_SKETCH = 0;
 
 /**
  * Writes are queued and committed together once per turn of the event loop (group commit): every
@@ -63,6 +68,14 @@ export class SqliteStore implements Store {
   private lastNowMs = -Infinity;
   private lastHousekeepingMs = -Infinity;
   private today: DaySketch | null = null;
+  private readonly settled = new SettledWindows();
+  /** Unions of the finished days of windows that reach today: 8 of 16 KiB. */
+  private readonly settledUnions = new LRUCache<string, Uint8Array>({ max: 8 });
+  /**
+   * Sketches of finished days, read from the database once: consecutive windows of /analytics/daily
+   * share all but one day. 64 of 16 KiB: 1 MiB.
+   */
+  private readonly finishedSketches = new LRUCache<string, Uint8Array | typeof NO_SKETCH>({ max: 64 });
   private readonly statements;
   /** Called after each commit with its size and duration (metrics). */
   onCommit: ((heartbeats: number, durationMs: number) => void) | null = null;
@@ -99,11 +112,13 @@ export class SqliteStore implements Store {
           'ON CONFLICT (day) DO UPDATE SET active = active + excluded.active, new = new + excluded.new',
       ),
       saveSketch: db.prepare<[string, Buffer]>(
-        'INSERT INTO daily_activity (day, sketch) VALUES (?, ?) ON CONFLICT (day) DO UPDATE SET sketch = excluded.sketch',
+        'INSERT INTO day_sketches (day, sketch) VALUES (?, ?) ON CONFLICT (day) DO UPDATE SET sketch = excluded.sketch',
       ),
-      dayRow: db.prepare<[string], { day: string; active: number; new: number; sketch: Buffer | null }>(
-        'SELECT day, active, new, sketch FROM daily_activity WHERE day = ?',
+      // One range scan rather than a lookup per day.
+      dayCounts: db.prepare<[string, string], { day: string; active: number; new: number }>(
+        'SELECT day, active, new FROM daily_activity WHERE day >= ? AND day <= ?',
       ),
+      daySketch: db.prepare<[string], Buffer>('SELECT sketch FROM day_sketches WHERE day = ?').pluck(),
     };
     this.rebuild(nowMs);
   }
@@ -121,6 +136,7 @@ export class SqliteStore implements Store {
       db.pragma('synchronous = FULL');
       db.pragma('busy_timeout = 5000');
       db.exec(SCHEMA);
+      moveSketches(db);
       if (secretFingerprint !== undefined) checkSecret(db, path, secretFingerprint);
       return new SqliteStore(db, options, nowMs);
     } catch (error) {
@@ -154,7 +170,7 @@ export class SqliteStore implements Store {
   private loadToday(nowMs: number): void {
     const { key, startMs } = this.options.calendar.dayOf(nowMs);
     const registers = new Uint8Array(HLL_REGISTERS);
-    const saved = this.statements.dayRow.get(key)?.sketch;
+    const saved = this.statements.daySketch.get(key);
     if (saved) registers.set(saved.subarray(0, HLL_REGISTERS));
     const todays = this.db.prepare<[number], Buffer>('SELECT id FROM identities WHERE last_seen_ms >= ?').pluck();
     for (const id of todays.iterate(startMs)) hllAdd(registers, id.toString('latin1'));
@@ -332,23 +348,59 @@ export class SqliteStore implements Store {
 
   async dailyActivity(days: readonly string[]): Promise<DayActivity[]> {
     this.assertOpen();
+    if (days.length === 0) return [];
+    // Day keys are YYYY-MM-DD, so they compare as dates.
+    const first = days.reduce((a, b) => (b < a ? b : a));
+    const last = days.reduce((a, b) => (b > a ? b : a));
+    const rows = new Map(this.statements.dayCounts.all(first, last).map((row) => [row.day, row]));
     return days.map((day) => {
-      const row = this.statements.dayRow.get(day);
+      const row = rows.get(day);
       return { day, active: row?.active ?? 0, new: row?.new ?? 0 };
     });
   }
 
-  async distinctActive(days: readonly string[]): Promise<number> {
+  async distinctActive(firstDay: string, lastDay: string): Promise<number> {
     this.assertOpen();
-    const sketches: Uint8Array[] = [];
-    for (const day of days) {
-      if (day === this.today?.day) sketches.push(this.today.registers);
-      else {
-        const saved = this.statements.dayRow.get(day)?.sketch;
-        if (saved) sketches.push(saved);
+    // Heartbeats are recorded at monotonic times, so no day before today's can change again.
+    const today = this.today?.day ?? '';
+    return this.settled.get(firstDay, lastDay, today, () => {
+      const union = new Uint8Array(HLL_REGISTERS);
+      let from = firstDay;
+      // A window reaching today: its finished days are merged once, then only today's registers.
+      if (firstDay < today && today <= lastDay) {
+        union.set(this.settledUnion(firstDay, shiftDay(today, -1)));
+        from = today;
       }
+      for (const day of this.options.calendar.daysBetween(from, lastDay)) {
+        const sketch = this.sketchOf(day);
+        if (sketch !== NO_SKETCH) hllMergeInto(union, sketch);
+      }
+      // Registers all zero count 0.
+      return hllCount(union);
+    });
+  }
+
+  /** The union of the finished days `firstDay` to `lastDay` (kept for today's windows, which ask every read). */
+  private settledUnion(firstDay: string, lastDay: string): Uint8Array {
+    const key = `${firstDay}..${lastDay}`;
+    const cached = this.settledUnions.get(key);
+    if (cached) return cached;
+    const union = new Uint8Array(HLL_REGISTERS);
+    for (const day of this.options.calendar.daysBetween(firstDay, lastDay)) {
+      const sketch = this.sketchOf(day);
+      if (sketch !== NO_SKETCH) hllMergeInto(union, sketch);
     }
-    return sketches.length === 0 ? 0 : hllCount(hllMerge(sketches));
+    this.settledUnions.set(key, union);
+    return union;
+  }
+
+  private sketchOf(day: string): Uint8Array | typeof NO_SKETCH {
+    if (day === this.today?.day) return this.today.registers;
+    const cached = this.finishedSketches.get(day);
+    if (cached !== undefined) return cached;
+    const sketch = this.statements.daySketch.get(day) ?? NO_SKETCH;
+    if (day < (this.today?.day ?? '')) this.finishedSketches.set(day, sketch);
+    return sketch;
   }
 
   async check(): Promise<void> {
@@ -375,6 +427,19 @@ export class SqliteStore implements Store {
   private assertOpen(): void {
     if (this.closed) throw new StoreUnavailableError('closed');
   }
+}
+
+/** Data written before day_sketches existed kept each sketch in its daily_activity row: moved once, on open. */
+function moveSketches(db: Database.Database): void {
+  const columns = db.prepare<[], { name: string }>('PRAGMA table_info(daily_activity)').all();
+  if (!columns.some((column) => column.name === 'sketch')) return;
+  db.transaction(() => {
+    db.exec(
+      'INSERT OR REPLACE INTO day_sketches (day, sketch) ' +
+        'SELECT day, sketch FROM daily_activity WHERE sketch IS NOT NULL; ' +
+        'ALTER TABLE daily_activity DROP COLUMN sketch',
+    );
+  })();
 }
 
 /** The data was pseudonymised under one secret: refuses another (a lost, replaced or overridden key). */

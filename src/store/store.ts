@@ -64,8 +64,11 @@ export interface Store {
   topChannels(nowMs: number, limit: number): Promise<ChannelCount[]>;
   /** Exact daily actives and new identities for each of `days` (YYYY-MM-DD keys of the calendar). */
   dailyActivity(days: readonly string[]): Promise<DayActivity[]>;
-  /** Distinct identities active on any of `days`: estimated (HyperLogLog, standard error about 0.8%). */
-  distinctActive(days: readonly string[]): Promise<number>;
+  /**
+   * Distinct identities active on any day from `firstDay` to `lastDay` (YYYY-MM-DD keys of the
+   * calendar, inclusive): estimated (HyperLogLog, standard error about 0.8%).
+   */
+  distinctActive(firstDay: string, lastDay: string): Promise<number>;
   /** Throws unless the store is open and writable (readiness). */
   check(): Promise<void>;
   /** Finishes pending writes, then closes. */

@@ -1,0 +1,134 @@
+// Case 7: /analytics/daily over a year of dense sketches: its latency, and what it does to bystanders' heartbeats.
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { shiftDay } from '../../src/calendar.js';
+import { HLL_REGISTERS, hllAdd } from '../../src/store/hll.js';
+import { DATABASE_FILE } from '../../src/store/sqlite.js';
+import type { BenchContext } from '../context.js';
+import { get, load, simulatedAddress, type LoadResult } from '../load.js';
+import { against, count, ms, ratio, type CaseReport, type Row } from '../report.js';
+import { cpuSeconds, scratchDir, startService, stop } from '../support.js';
+
+const RANGE_DAYS = 366;
+/** Seeded days: the range and the 29 days before it that its first monthly windows reach. */
+const SEEDED_DAYS = RANGE_DAYS + 29;
+/** Distinct identities in each day's sketch: a busy service's day. */
+const DAILY_ACTIVES = 40_000;
+const READERS = 6;
+const HEARTBEAT_CONNECTIONS = 4;
+
+/** A data directory whose last year (ending yesterday, UTC) has a dense HyperLogLog sketch per day. */
+function seedYear(dataDir: string, today: string): void {
+  const db = new Database(join(dataDir, DATABASE_FILE));
+  try {
+    db.exec(readFileSync(new URL('../../src/store/sqlite/schema.sql', import.meta.url), 'utf8'));
+    const insert = db.prepare('INSERT INTO day_sketches (day, sketch) VALUES (?, ?)');
+    const counts = db.prepare('INSERT OR REPLACE INTO daily_activity (day, active, new) VALUES (?, ?, ?)');
+    db.transaction(() => {
+      for (let n = 1; n <= SEEDED_DAYS; n++) {
+        const registers = new Uint8Array(HLL_REGISTERS);
+        const ids = randomBytes(16 * DAILY_ACTIVES);
+        for (let i = 0; i < DAILY_ACTIVES; i++) hllAdd(registers, ids.toString('latin1', 16 * i, 16 * i + 16));
+        insert.run(shiftDay(today, -n), Buffer.from(registers));
+        counts.run(shiftDay(today, -n), DAILY_ACTIVES, DAILY_ACTIVES / 20);
+      }
+    })();
+  } finally {
+    db.close();
+  }
+}
+
+export async function analyticsCase(ctx: BenchContext): Promise<CaseReport> {
+  const dataDir = scratchDir('analytics');
+  const today = new Date().toISOString().slice(0, 10);
+  ctx.log(`case 7: seeding ${SEEDED_DAYS} days of sketches of ${count(DAILY_ACTIVES)} identities`);
+  seedYear(dataDir, today);
+  const service = await startService([
+    '--data-dir',
+    dataDir,
+    '--trust-proxy',
+    '127.0.0.1',
+    '--read-rate-limit',
+    'off',
+    '--rate-limit',
+    'off',
+    '--address-rate-limit',
+    'off',
+  ]);
+  const path = `/analytics/daily?from=${shiftDay(today, -(RANGE_DAYS - 1))}&to=${today}`;
+  try {
+    const pid = service.process.pid;
+    // The first read after start merges every window: nothing is cached yet.
+    let cpuBefore = cpuSeconds(pid);
+    const startedMs = performance.now();
+    const first = await get(`${service.url}${path}`, 60_000);
+    const coldMs = performance.now() - startedMs;
+    const coldCpuMs = (cpuSeconds(pid) - cpuBefore) * 1000;
+    if (first.status !== 200) throw new Error(`${path} answered ${first.status}: ${first.body}`);
+
+    let next = 0;
+    const heartbeats = (seconds: number): Promise<LoadResult> =>
+      load({
+        url: service.url,
+        connections: HEARTBEAT_CONNECTIONS,
+        seconds,
+        method: 'POST',
+        path: '/heartbeat',
+        vary: () => ({ headers: { 'x-forwarded-for': simulatedAddress(next++) } }),
+      });
+    const reads = (seconds: number): Promise<LoadResult> =>
+      load({ url: service.url, connections: READERS, seconds, method: 'GET', path });
+
+    ctx.log(`case 7: warm-up 2 s, then heartbeats alone, reads alone, both together, ${ctx.durationSeconds} s each`);
+    await Promise.all([heartbeats(2), reads(2)]);
+    const alone = await heartbeats(ctx.durationSeconds);
+    cpuBefore = cpuSeconds(pid);
+    const readsAlone = await reads(ctx.durationSeconds);
+    const cpuPerRead = ((cpuSeconds(pid) - cpuBefore) * 1000) / readsAlone.ok;
+    cpuBefore = cpuSeconds(pid);
+    const [beside, readsBeside] = await Promise.all([heartbeats(ctx.durationSeconds), reads(ctx.durationSeconds)]);
+    const mixedCores = (cpuSeconds(pid) - cpuBefore) / beside.seconds;
+
+    const row = (measure: string, value: string, target = '', verdict: Row['verdict'] = 'info'): Row => ({
+      case: '7 analytics over a year',
+      measure,
+      value,
+      target,
+      verdict,
+    });
+    const failures = alone.non2xx + readsAlone.non2xx + beside.non2xx + readsBeside.non2xx;
+    return {
+      title: 'Case 7: /analytics/daily over a year of dense sketches',
+      rows: [
+        row('first read after start (no window cached): latency / server CPU', `${ms(coldMs)} / ${ms(coldCpuMs)}`),
+        row(
+          `${READERS} readers: reads/s, p50 / p99`,
+          `${count(readsAlone.okPerSecond)}, ${ms(readsAlone.p50Ms)} / ${ms(readsAlone.p99Ms)}`,
+          'p99 <= 20 ms',
+          against(readsAlone.p99Ms, { max: 20 }),
+        ),
+        row('server CPU per read', ms(cpuPerRead)),
+        row('heartbeats alone: p50 / p99', `${ms(alone.p50Ms)} / ${ms(alone.p99Ms)}`),
+        row(
+          `heartbeats while ${READERS} readers run: p50 / p99`,
+          `${ms(beside.p50Ms)} / ${ms(beside.p99Ms)}`,
+          'p99 < 10 ms',
+          against(beside.p99Ms, { max: 9.999 }),
+        ),
+        row('heartbeats/s alone, beside the readers', `${count(alone.okPerSecond)}, ${count(beside.okPerSecond)}`),
+        row('reads beside heartbeats: p99', ms(readsBeside.p99Ms)),
+        row('non-2xx', count(failures), '0', against(failures, { max: 0 })),
+        row('server CPU in cores during the mixed run', ratio(mixedCores)),
+      ],
+      notes: [
+        `${count(SEEDED_DAYS)} days before today, each a sketch of ${count(DAILY_ACTIVES)} random identities; GET ${path.replace(/\d{4}-\d{2}-\d{2}/g, 'D')} ` +
+          `(${RANGE_DAYS} days) on ${READERS} connections; POST /heartbeat on ${HEARTBEAT_CONNECTIONS} connections, each request a new address ` +
+          `through X-Forwarded-For; all rate limits off so that only the service's own cost shows. ${ctx.durationSeconds} s per run.`,
+      ],
+    };
+  } finally {
+    await stop(service.process);
+  }
+}
