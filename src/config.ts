@@ -39,6 +39,8 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   maxChannels: number;
   maxChannelLength: number;
+  /** Channel names (or prefixes, ending in *) that may be tracked; empty: any. */
+  allowedChannels: readonly string[];
   maxBatchIds: number;
   corsOrigins: readonly string[];
   timeZone: string;
@@ -240,6 +242,14 @@ export const SETTINGS: readonly Setting[] = [
     min: 1,
     max: 1024,
     help: 'longest channel name, in characters',
+  },
+  {
+    key: 'allowedChannels',
+    flag: 'channels',
+    env: 'CHANNELS',
+    kind: 'list',
+    default: '',
+    help: 'comma-separated channels that may be tracked, a trailing * for a prefix (checkout,room-*); default: any, up to --max-channels',
   },
   {
     key: 'maxBatchIds',

@@ -316,6 +316,42 @@ describe('API token', () => {
   });
 });
 
+describe('channels outside --channels', () => {
+  it('junk channel names filled the channel cap and locked out real ones: now only listed channels are tracked', async () => {
+    const t = await testApp({
+      ingestRateLimit: null,
+      readRateLimit: null,
+      addressRateLimit: null,
+      maxChannels: 5,
+      allowedChannels: Object.freeze(['checkout', 'room-*']),
+    });
+    try {
+      const beat = (id: string, channel: string) =>
+        t.app.inject({ method: 'POST', url: '/heartbeat', headers: json, payload: { client_id: id, channel } });
+      for (let n = 0; n < 20; n++) {
+        const junk = await beat(`spammer-${n}`, `junk-${n}`);
+        assert.equal(junk.statusCode, 200, 'the heartbeat itself still counts');
+        assert.match(String(junk.headers.warning), /not in the configured --channels/);
+      }
+      const real = await beat('shopper', 'checkout');
+      assert.equal(real.statusCode, 200);
+      assert.equal(real.headers.warning, undefined);
+      assert.equal((await beat('player', 'room-42')).headers.warning, undefined, 'a prefix matches');
+      const count = async (channel: string) =>
+        (await t.app.inject({ url: `/online_clients?channel=${channel}` })).json<{ online_clients_count: number }>()
+          .online_clients_count;
+      assert.equal(await count('checkout'), 1);
+      assert.equal(await count('room-42'), 1);
+      assert.equal(await count('junk-3'), 0);
+      assert.equal((await t.app.inject({ url: '/online_clients' })).json().online_clients_count, 22);
+      const metrics = (await t.app.inject({ url: '/metrics' })).body;
+      assert.match(metrics, /online_stats_heartbeats_rejected_total\{reason="channel_not_allowed"\} 20/);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
 describe('batch ingest needs a credential and pays per id', () => {
   const batch = (ids: number, headers: Record<string, string> = gateway): InjectOptions => ({
     method: 'POST',

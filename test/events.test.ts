@@ -3,6 +3,8 @@
 import assert from 'node:assert/strict';
 import { request, type IncomingMessage } from 'node:http';
 import { describe, it } from 'node:test';
+import { PassThrough, Writable } from 'node:stream';
+import { broadcast, MAX_BACKLOG_BYTES } from '../src/routes/events.js';
 import { testApp } from './support/app.js';
 
 interface LiveEvent {
@@ -28,6 +30,25 @@ async function* events(body: ReadableStream<Uint8Array>): AsyncGenerator<LiveEve
 }
 
 describe('live events', () => {
+  it('kept writing to clients that stopped reading (210 MB in 40 s): one that falls behind is dropped', () => {
+    // Each stands for a response whose kernel send buffer is full: what is written stays in the process.
+    const reading = new Writable({ write: (_chunk, _encoding, done) => done() });
+    const stalled = new PassThrough({ highWaterMark: 1024 });
+    const streams = new Set([reading, stalled]);
+    const event = `event: online\ndata: ${'x'.repeat(500)}\n\n`;
+    let dropped = 0;
+    let written = 0;
+    while (written < 4 * MAX_BACKLOG_BYTES) {
+      dropped += broadcast(streams, event);
+      written += event.length;
+    }
+    assert.equal(dropped, 1);
+    assert.ok(stalled.destroyed, 'the stalled stream is ended');
+    assert.ok(!streams.has(stalled));
+    assert.ok(streams.has(reading) && !reading.destroyed, 'a client that reads keeps its stream');
+    assert.ok(stalled.writableLength <= MAX_BACKLOG_BYTES + event.length, 'no more than the bound was held for it');
+  });
+
   it('HEAD /events answers with the stream headers and ends, holding no stream open', { timeout: 10_000 }, async () => {
     const t = await testApp({ ingestRateLimit: null, readRateLimit: null });
     try {

@@ -1,5 +1,6 @@
 // GET /events: a Server-Sent Events stream of the online count and per-channel counts, live.
 import type { ServerResponse } from 'node:http';
+import type { Writable } from 'node:stream';
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { AppDeps } from '../http/deps.js';
 import { serviceError } from '../errors.js';
@@ -11,6 +12,26 @@ const POLL_INTERVAL_MS = 1000;
 const KEEPALIVE_MS = 15_000;
 /** Most streams open at once; each costs a socket and a few hundred bytes. */
 export const MAX_STREAMS = 10_000;
+/**
+ * A stream with more than this waiting in the process, unsent, is dropped: its client stopped
+ * reading, and the kernel's send buffer (bounded by net.ipv4.tcp_wmem) is full already. At an
+ * event a second of a few hundred bytes that is minutes behind; an EventSource reconnects.
+ */
+export const MAX_BACKLOG_BYTES = 64 * 1024;
+
+/** Writes `text` to every stream, and ends those that do not keep up (which leave `streams`). */
+export function broadcast(streams: Set<Writable>, text: string, maxBacklogBytes = MAX_BACKLOG_BYTES): number {
+  let dropped = 0;
+  for (const stream of streams) {
+    stream.write(text);
+    if (stream.writableLength > maxBacklogBytes) {
+      streams.delete(stream);
+      stream.destroy();
+      dropped++;
+    }
+  }
+  return dropped;
+}
 
 /**
  * One poller per instance reads the store once a second while anyone listens and sends the same
@@ -19,7 +40,7 @@ export const MAX_STREAMS = 10_000;
  */
 export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
   const { store, clock } = deps;
-  const streams = new Set<ServerResponse>();
+  const streams = new Set<Writable>();
   let last = '';
   let timer: NodeJS.Timeout | null = null;
   let keepalive: NodeJS.Timeout | null = null;
@@ -39,7 +60,9 @@ export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
       if (data === last) return;
       last = data;
       const text = event(data);
-      for (const stream of streams) stream.write(text);
+      const dropped = broadcast(streams, text);
+      if (dropped > 0) app.log.warn({ dropped }, 'dropped live streams whose clients stopped reading');
+      if (streams.size === 0) stopTimers();
     } catch (error) {
       app.log.warn({ err: error }, 'live figures unavailable');
     }
@@ -87,7 +110,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
       }
       const first = await snapshot();
       reply.hijack();
-      const stream = reply.raw;
+      const stream: ServerResponse = reply.raw;
       stream.writeHead(200, {
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-cache, no-transform',
@@ -100,7 +123,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
         last = first;
         timer = setInterval(() => void poll(), POLL_INTERVAL_MS);
         keepalive = setInterval(() => {
-          for (const s of streams) s.write(': keepalive\n\n');
+          broadcast(streams, ': keepalive\n\n');
         }, KEEPALIVE_MS);
       }
       request.raw.once('close', () => {

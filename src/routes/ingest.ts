@@ -1,5 +1,6 @@
 // Heartbeats in: POST /heartbeat, POST /leave (the demo's clients) and POST /heartbeats (gateways, in batches).
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply } from 'fastify';
 import type { AppDeps } from '../http/deps.js';
 import { MAX_CLIENT_ID_LENGTH } from '../identity.js';
 import { ClientId, ClientIdHeaders, channelSchema, errorResponses } from './schemas.js';
@@ -7,8 +8,31 @@ import { ClientId, ClientIdHeaders, channelSchema, errorResponses } from './sche
 /** Largest single heartbeat body, in bytes: a client id and a channel fit many times over. */
 export const HEARTBEAT_BODY_LIMIT_BYTES = 2048;
 
+/**
+ * Whether `--channels` lets a channel be tracked. Without the list, anyone can name channels, and
+ * junk names could fill the --max-channels cap for the heartbeat timeout; with it, they cannot.
+ */
+export function channelFilter(allowed: readonly string[]): (channel: string) => boolean {
+  if (allowed.length === 0) return () => true;
+  const exact = new Set(allowed.filter((name) => !name.endsWith('*')));
+  const prefixes = allowed.filter((name) => name.endsWith('*')).map((name) => name.slice(0, -1));
+  return (channel) => exact.has(channel) || prefixes.some((prefix) => channel.startsWith(prefix));
+}
+
 export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
   const { config, store, clock, guards } = deps;
+  const allowed = channelFilter(config.allowedChannels);
+  /**
+   * The channel to record: one not in --channels is dropped (the heartbeat still counts online),
+   * with a Warning header saying so, as when the channel cap is reached.
+   */
+  const channelOf = (channel: string | undefined, reply: FastifyReply, heartbeats: number): string | null => {
+    if (channel === undefined) return null;
+    if (allowed(channel)) return channel;
+    deps.metrics.heartbeatsRejected('channel_not_allowed', heartbeats);
+    reply.header('warning', '199 online-stats "channel not tracked: it is not in the configured --channels"');
+    return null;
+  };
   const Channel = channelSchema(config.maxChannelLength);
   const HeartbeatBody = Type.Object(
     { client_id: Type.Optional(ClientId), channel: Type.Optional(Channel) },
@@ -45,7 +69,7 @@ export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
     async (request, reply) => {
       const caller = guards.callerOf(request);
       const outcome = await store.recordHeartbeats(
-        [{ identity: caller.identity, channel: request.body.channel ?? null }],
+        [{ identity: caller.identity, channel: channelOf(request.body.channel, reply, 1) }],
         clock.nowMs(),
       );
       deps.metrics.heartbeatsAccepted(1);
@@ -121,7 +145,7 @@ export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
       },
     },
     async (request, reply) => {
-      const channel = request.body.channel ?? null;
+      const channel = channelOf(request.body.channel, reply, request.body.client_ids.length);
       const beats = request.body.client_ids.map((clientId) => ({ identity: deps.identityOfClient(clientId), channel }));
       const outcome = await store.recordHeartbeats(beats, clock.nowMs());
       deps.metrics.heartbeatsAccepted(beats.length);
