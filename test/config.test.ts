@@ -1,5 +1,6 @@
 // Configuration: defaults, parsing of durations and rates, and start-up refusing bad values with exit code 2.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { SETTINGS, loadConfig, parseDurationMs, parseRate } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
@@ -100,6 +101,19 @@ describe('configuration', () => {
     for (const setting of SETTINGS) {
       assert.ok(result.stdout.includes(`--${setting.flag}`), `--${setting.flag} is listed`);
       assert.ok(result.stdout.includes(setting.env), `${setting.env} is listed`);
+    }
+  });
+});
+
+describe('the README', () => {
+  it('lists every setting with its flag, environment variable and default', () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    for (const setting of SETTINGS) {
+      const shown = setting.default === '' ? '(none)' : `\`${setting.default}\``;
+      assert.ok(
+        readme.includes(`| \`--${setting.flag}\` | \`${setting.env}\` | ${shown} |`),
+        `README.md's settings table lacks --${setting.flag}`,
+      );
     }
   });
 });
