@@ -1,11 +1,25 @@
 // serve(): opens the configured store, starts the app, and shuts down gracefully on SIGTERM/SIGINT.
+import { readFileSync } from 'node:fs';
 import { buildApp, type App } from './app.js';
 import { createCalendar } from './calendar.js';
 import { systemClock, type Clock } from './clock.js';
-import type { Config } from './config.js';
+import { flagOf, type Config } from './config.js';
 import { loadOrCreateSecret } from './identity.js';
 import { lockDataDir } from './lockfile.js';
 import { openStore, type OpenedStore } from './open-store.js';
+
+/** Descriptors kept for what is not a client connection: the database and its WAL, Redis, stdio, Node's own. */
+const RESERVED_DESCRIPTORS = 100;
+
+/** The soft limit on open files of this process (Linux); null where it cannot be read or is unlimited. */
+function openFilesLimit(): number | null {
+  try {
+    const match = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return match ? Number(match[1]) : null;
+  } catch {
+    return null;
+  }
+}
 
 export interface Running {
   app: App;
@@ -53,6 +67,14 @@ export async function serve(config: Readonly<Config>, clock: Clock = systemClock
     await opened.close();
     release();
     throw error;
+  }
+  const openFiles = openFilesLimit();
+  if (openFiles !== null && config.maxConnections > openFiles - RESERVED_DESCRIPTORS) {
+    app.log.warn(
+      { maxConnections: config.maxConnections, openFilesLimit: openFiles },
+      `${flagOf('maxConnections')} is not below the open-files limit less ${RESERVED_DESCRIPTORS}: when descriptors run out, ` +
+        'new connections fail instead of being refused; lower it, or raise the limit (ulimit -n, LimitNOFILE)',
+    );
   }
   app.log.info({ store: store.kind, startupMs: Math.round(performance.now() - startedMs) }, 'online-stats ready');
   return { app, stop };
