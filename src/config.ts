@@ -259,7 +259,7 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'duration',
     default: '10s',
     min: 0,
-    help: 'on SIGTERM, longest wait for in-flight requests before closing',
+    help: 'on SIGTERM, longest wait for in-flight requests before closing (a second SIGTERM closes them at once)',
   },
   {
     key: 'maxConnections',
