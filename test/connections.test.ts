@@ -1,10 +1,11 @@
-// Connection limits over real sockets: idle connections from one address cannot use up the descriptors.
+// Connections over real sockets: idle ones from one address cannot use up the descriptors, and one reset before its
+// request is handled is no user.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import type { Config } from '../src/config.js';
-import { testApp, type TestApp } from './support/app.js';
+import { testApp, type TestApp, type TestAppOptions } from './support/app.js';
 
 const SECOND_LOOPBACK = '127.0.0.2';
 
@@ -18,8 +19,8 @@ describe('connection limits', () => {
   });
 
   /** A real app listening on an ephemeral port of 127.0.0.1; resolves with the port. */
-  async function listening(overrides: Partial<Config>): Promise<number> {
-    t = await testApp({ ingestRateLimit: null, readRateLimit: null, addressRateLimit: null, ...overrides });
+  async function listening(overrides: Partial<Config>, options: TestAppOptions = {}): Promise<number> {
+    t = await testApp({ ingestRateLimit: null, readRateLimit: null, addressRateLimit: null, ...overrides }, options);
     await t.app.listen({ port: 0, host: '127.0.0.1' });
     const address = t.app.server.address();
     assert.ok(address !== null && typeof address === 'object');
@@ -109,6 +110,90 @@ describe('connection limits', () => {
     halfSent.write('POST /heartbeat HTTP/1.1\r\nHost: localhost\r\n');
     assert.ok(await closedWithin(silent, 2000), 'a connection that sent nothing is closed');
     assert.ok(await closedWithin(halfSent, 2000), 'a connection that sent half a request is closed');
+  });
+
+  it('a client that resets its connection before the pre-handler is counted as itself, not as a phantom, and logs no error', async () => {
+    const logs: { level: number; msg?: string; err?: unknown }[] = [];
+    let answered = 0;
+    let arrived = 0;
+    const port = await listening(
+      { trustProxy: ['127.0.0.1/32'] },
+      {
+        logger: { level: 'info', stream: { write: (line: string) => void logs.push(JSON.parse(line)) } },
+        prepare(app) {
+          // Holds marked requests until their socket is gone, so the reset lands before the pre-handler on every run.
+          app.addHook('onRequest', async (request) => {
+            if (request.headers['x-hold-until-reset'] === undefined) return;
+            arrived++;
+            const socket = request.raw.socket;
+            // Not events.once: it would reject with the reset's ECONNRESET, which the request itself never sees.
+            if (!socket.destroyed) await new Promise((resolve) => socket.once('close', resolve));
+          });
+          app.addHook('onSend', async (request) => {
+            if (request.headers['x-hold-until-reset'] !== undefined) answered++;
+          });
+        },
+      },
+    );
+    const online = async (): Promise<number> =>
+      ((await t?.app.inject({ url: '/online_clients' }))?.json() as { online_clients_count: number })
+        .online_clients_count;
+    const before = await online();
+
+    const clients = 20;
+    for (let n = 0; n < clients; n++) {
+      const socket = await idle(port);
+      const forwarded = n % 2 === 0 ? `x-forwarded-for: 198.51.100.${n + 1}\r\n` : '';
+      socket.write(`POST /heartbeat HTTP/1.1\r\nHost: localhost\r\nx-hold-until-reset: 1\r\n${forwarded}\r\n`);
+      for (let tries = 0; arrived <= n && tries < 200; tries++) await new Promise((resolve) => setTimeout(resolve, 5));
+      socket.resetAndDestroy();
+    }
+    for (let tries = 0; answered < clients && tries < 400; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    assert.equal(arrived, clients, 'every request reached the server');
+    assert.equal(answered, clients, 'every request was answered, to nobody');
+    // The address is read when the connection is accepted, so it outlives the socket: 10 forwarded addresses and the
+    // proxy's own, never a pseudonym of "undefined" shared by all 20.
+    assert.equal(await online(), before + clients / 2 + 1, 'each counted under its own address');
+    const errors = logs.filter((line) => line.level >= 50);
+    assert.deepEqual(errors, [], 'no 500 and no stack in the log');
+  });
+
+  it('a request whose address is gone before the pre-handler is refused, not counted as a phantom', async () => {
+    const logs: { level: number }[] = [];
+    await listening(
+      { trustProxy: ['127.0.0.1/32'] },
+      {
+        logger: { level: 'info', stream: { write: (line: string) => void logs.push(JSON.parse(line)) } },
+        prepare(app) {
+          // A socket reset during the handshake, before Node could read its peer: it has no address left to give.
+          app.addHook('onRequest', async (request) => {
+            if (request.headers['x-address-gone'] !== undefined)
+              Object.defineProperty(request.raw.socket, 'remoteAddress', { value: undefined });
+          });
+        },
+      },
+    );
+    const online = async (): Promise<number> =>
+      ((await t?.app.inject({ url: '/online_clients' }))?.json() as { online_clients_count: number })
+        .online_clients_count;
+    const before = await online();
+    for (const forwarded of [undefined, '198.51.100.1', '198.51.100.2']) {
+      const res = await t?.app.inject({
+        method: 'POST',
+        url: '/heartbeat',
+        headers: { 'x-address-gone': '1', ...(forwarded ? { 'x-forwarded-for': forwarded } : {}) },
+      });
+      assert.equal(res?.statusCode, 400, forwarded);
+      assert.equal(res?.json<{ code: string }>().code, 'OS_CONNECTION_CLOSED', forwarded);
+    }
+    assert.equal(await online(), before, 'none of them was counted');
+    assert.deepEqual(
+      logs.filter((line) => line.level >= 50),
+      [],
+      'no 500 and no stack in the log',
+    );
   });
 
   it('connections from a trusted proxy are not capped per address: every client behind it shares its address', async () => {

@@ -22,7 +22,9 @@ export function installConnectionLimits(server: Server, limits: Limits, metrics:
   // Only addresses with an open connection are here, so it holds at most maxConnections entries.
   const open = new Map<string, number>();
   server.on('connection', (socket: Socket) => {
-    // Gone already (reset during the handshake): nothing to count, Node closes it.
+    // Reading the peer here also makes Node keep it for the socket's life, so a request handled after its client
+    // reset still has its address (request.ip was undefined then). Gone already (reset during the handshake): nothing
+    // to count, Node closes it, and a request on it is refused by the guards (CONNECTION_CLOSED).
     const address = canonicalAddress(socket.remoteAddress);
     if (address === null) return;
     if (proxies.check(address, isIPv6(address) ? 'ipv6' : 'ipv4')) {
