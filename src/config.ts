@@ -276,7 +276,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: 'max-connections-per-address',
     env: 'MAX_CONNECTIONS_PER_ADDRESS',
     kind: 'int',
-    default: '256',
+    default: '1000',
     min: 1,
     max: 10_000_000,
     help: 'open connections at most from one IPv4 address or IPv6 /64; connections from --trust-proxy are not capped by it',

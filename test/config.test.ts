@@ -20,10 +20,10 @@ describe('configuration', () => {
     assert.ok(Object.isFrozen(config));
   });
 
-  it('connections are capped below a 20,000 descriptor limit, 256 per address, and a request must arrive within 10 s', () => {
+  it('connections are capped below a 20,000 descriptor limit, 1,000 per address, and a request must arrive within 10 s', () => {
     const config = loadConfig([], {});
     assert.equal(config.maxConnections, 10_000);
-    assert.equal(config.maxConnectionsPerAddress, 256);
+    assert.equal(config.maxConnectionsPerAddress, 1000);
     assert.equal(config.requestTimeoutMs, 10_000);
     const set = loadConfig(['--max-connections', '500', '--request-timeout', '2s'], {
       MAX_CONNECTIONS_PER_ADDRESS: '8',
