@@ -9,6 +9,7 @@ import { createCalendar, type Calendar } from './calendar.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import { installBodyParser } from './http/body-parser.js';
+import { installConnectionLimits } from './http/connection-limits.js';
 import type { AppDeps } from './http/deps.js';
 import { installErrorHandlers } from './http/error-handler.js';
 import { createGuards } from './http/guards.js';
@@ -56,11 +57,20 @@ export async function buildApp(options: AppOptions): Promise<App> {
     bodyLimit: 4096,
     forceCloseConnections: 'idle',
     return503OnClosing: true,
+    // Node closes, with a 408, a connection that has not sent a whole request (headers and body) in time, one
+    // that sends nothing included; it looks every connectionsCheckingInterval (30 s by default, too coarse).
+    requestTimeout: config.requestTimeoutMs,
+    http: {
+      headersTimeout: config.requestTimeoutMs,
+      requestTimeout: config.requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, Math.ceil(config.requestTimeoutMs / 2)),
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const pseudonymizer = new Pseudonymizer(options.identitySecret);
   const limiter = options.limiter ?? new MemoryRateLimiterStore(config.rateLimitMaxKeys);
   const metrics = createMetrics(() => store.countOnline(clock.nowMs()));
+  installConnectionLimits(app.server, config, metrics);
   const deps: AppDeps = {
     config,
     store,

@@ -45,6 +45,12 @@ export interface Config {
   corsOrigins: readonly string[];
   timeZone: string;
   shutdownTimeoutMs: number;
+  /** Open connections at most, all clients together: kept below the file-descriptor limit. */
+  maxConnections: number;
+  /** Open connections at most from one IPv4 address or IPv6 /64 (trusted proxies excepted). */
+  maxConnectionsPerAddress: number;
+  /** Longest a client may take to send a whole request; a connection that sends nothing is closed after it. */
+  requestTimeoutMs: number;
 }
 
 type Kind = 'int' | 'duration' | 'rate' | 'string' | 'list' | 'enum';
@@ -284,7 +290,36 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'duration',
     default: '10s',
     min: 0,
-    help: 'on SIGTERM, longest wait for in-flight requests before closing',
+    help: 'on SIGTERM, longest wait for in-flight requests before closing (a second SIGTERM closes them at once)',
+  },
+  {
+    key: 'maxConnections',
+    flag: 'max-connections',
+    env: 'MAX_CONNECTIONS',
+    kind: 'int',
+    default: '10000',
+    min: 1,
+    max: 10_000_000,
+    help: 'open connections at most, all clients together; keep it below the open-files limit (ulimit -n) less 100',
+  },
+  {
+    key: 'maxConnectionsPerAddress',
+    flag: 'max-connections-per-address',
+    env: 'MAX_CONNECTIONS_PER_ADDRESS',
+    kind: 'int',
+    default: '1000',
+    min: 1,
+    max: 10_000_000,
+    help: 'open connections at most from one IPv4 address or IPv6 /64; connections from --trust-proxy are not capped by it',
+  },
+  {
+    key: 'requestTimeoutMs',
+    flag: 'request-timeout',
+    env: 'REQUEST_TIMEOUT',
+    kind: 'duration',
+    default: '10s',
+    min: 100,
+    help: 'longest a client may take to send a whole request, headers and body; a connection that sends nothing is closed after it',
   },
 ];
 

@@ -7,7 +7,13 @@ export interface Metrics {
   heartbeatsRejected(reason: string, count?: number): void;
   request(route: string, method: string, status: number, durationSeconds: number): void;
   commit(heartbeats: number, durationMs: number): void;
+  connectionOpened(): void;
+  connectionClosed(): void;
+  /** A connection closed as soon as it was accepted: `total_limit` or `address_limit`. */
+  connectionRefused(reason: ConnectionRefusal): void;
 }
+
+export type ConnectionRefusal = 'total_limit' | 'address_limit';
 
 export function createMetrics(countOnline: () => Promise<number>, defaults = true): Metrics {
   const registry = new Registry();
@@ -48,6 +54,17 @@ export function createMetrics(countOnline: () => Promise<number>, defaults = tru
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
     registers: [registry],
   });
+  const connectionsOpen = new Gauge({
+    name: 'online_stats_http_connections_open',
+    help: 'HTTP connections open now',
+    registers: [registry],
+  });
+  const connectionsRefused = new Counter({
+    name: 'online_stats_http_connections_refused_total',
+    help: 'Connections closed as soon as they were accepted, by the cap they hit (total_limit, address_limit)',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
   new Gauge({
     name: 'online_stats_online_clients',
     help: 'Identities online now',
@@ -68,5 +85,8 @@ export function createMetrics(countOnline: () => Promise<number>, defaults = tru
       batchSize.observe(heartbeats);
       commitSeconds.observe(durationMs / 1000);
     },
+    connectionOpened: () => connectionsOpen.inc(),
+    connectionClosed: () => connectionsOpen.dec(),
+    connectionRefused: (reason) => connectionsRefused.inc({ reason }),
   };
 }

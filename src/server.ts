@@ -1,16 +1,36 @@
 // serve(): opens the configured store, starts the app, and shuts down gracefully on SIGTERM/SIGINT.
+import { readFileSync } from 'node:fs';
 import { buildApp, type App } from './app.js';
 import { createCalendar } from './calendar.js';
 import { systemClock, type Clock } from './clock.js';
-import type { Config } from './config.js';
+import { flagOf, type Config } from './config.js';
 import { loadOrCreateSecret } from './identity.js';
 import { lockDataDir } from './lockfile.js';
 import { openStore, type OpenedStore } from './open-store.js';
 
+/** Descriptors kept for what is not a client connection: the database and its WAL, Redis, stdio, Node's own. */
+const RESERVED_DESCRIPTORS = 100;
+
+/** The soft limit on open files of this process (Linux); null where it cannot be read or is unlimited. */
+function openFilesLimit(): number | null {
+  try {
+    const match = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return match ? Number(match[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
 export interface Running {
   app: App;
-  /** Stops accepting, finishes in-flight requests, closes the store. */
+  /** Stops accepting, finishes in-flight requests (at most config.shutdownTimeoutMs), closes the store. */
   stop(): Promise<void>;
+  /**
+   * stop(), without waiting for in-flight requests: every connection is closed now. A request not
+   * answered was not acknowledged, and heartbeats already handed to the store are committed when it
+   * closes, so nothing acknowledged is lost. Resolves when stop() does.
+   */
+  stopNow(): Promise<void>;
 }
 
 export async function serve(config: Readonly<Config>, clock: Clock = systemClock): Promise<Running> {
@@ -47,6 +67,11 @@ export async function serve(config: Readonly<Config>, clock: Clock = systemClock
     })();
     return stopping;
   };
+  const stopNow = (): Promise<void> => {
+    const stopped = stop();
+    app.server.closeAllConnections();
+    return stopped;
+  };
   try {
     await app.listen({ port: config.port, host: config.host });
   } catch (error) {
@@ -54,23 +79,59 @@ export async function serve(config: Readonly<Config>, clock: Clock = systemClock
     release();
     throw error;
   }
+  const openFiles = openFilesLimit();
+  if (openFiles !== null && config.maxConnections > openFiles - RESERVED_DESCRIPTORS) {
+    app.log.warn(
+      { maxConnections: config.maxConnections, openFilesLimit: openFiles },
+      `${flagOf('maxConnections')} is not below the open-files limit less ${RESERVED_DESCRIPTORS}: when descriptors run out, ` +
+        'new connections fail instead of being refused; lower it, or raise the limit (ulimit -n, LimitNOFILE)',
+    );
+  }
   app.log.info({ store: store.kind, startupMs: Math.round(performance.now() - startedMs) }, 'online-stats ready');
-  return { app, stop };
+  return { app, stop, stopNow };
 }
 
-/** Runs until SIGTERM or SIGINT, then drains and exits 0 (1 if the drain failed). */
+/**
+ * Runs until SIGTERM or SIGINT, then drains and exits 0 (1 if the drain failed). A second signal
+ * during the drain closes every connection at once instead of waiting out --shutdown-timeout (a
+ * half-sent request would hold it to the end), and still closes the store and exits 0.
+ */
 export async function serveUntilSignalled(config: Readonly<Config>): Promise<void> {
-  const running = await serve(config);
+  let running: Running | null = null;
+  const received: NodeJS.Signals[] = [];
   const onSignal = (signal: NodeJS.Signals) => {
-    running.app.log.info({ signal }, 'shutting down');
-    running.stop().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        running.app.log.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
+    received.push(signal);
+    if (running !== null) onStopSignal(running, signal, received.length);
   };
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
+  // In place before start-up, and with on, not once: without a listener a signal kills the process on the spot
+  // (exit 143), whether it comes while the service starts or during the drain.
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  try {
+    running = await serve(config);
+  } catch (error) {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    throw error;
+  }
+  // Signals that came while the service started are answered now that it can drain.
+  for (const [index, signal] of received.entries()) onStopSignal(running, signal, index + 1);
+}
+
+/** The first signal drains; any later one finishes the drain at once. */
+function onStopSignal(running: Running, signal: NodeJS.Signals, nth: number): void {
+  if (nth > 1) {
+    running.app.log.warn({ signal }, 'second signal: closing every connection now');
+    // The same promise as the first signal's stop(), whose handlers below exit.
+    void running.stopNow();
+    return;
+  }
+  running.app.log.info({ signal }, 'shutting down');
+  running.stop().then(
+    () => process.exit(0),
+    (error: unknown) => {
+      running.app.log.error({ err: error }, 'shutdown failed');
+      process.exit(1);
+    },
+  );
 }

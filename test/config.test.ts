@@ -21,6 +21,19 @@ describe('configuration', () => {
     assert.ok(Object.isFrozen(config));
   });
 
+  it('connections are capped below a 20,000 descriptor limit, 1,000 per address, and a request must arrive within 10 s', () => {
+    const config = loadConfig([], {});
+    assert.equal(config.maxConnections, 10_000);
+    assert.equal(config.maxConnectionsPerAddress, 1000);
+    assert.equal(config.requestTimeoutMs, 10_000);
+    const set = loadConfig(['--max-connections', '500', '--request-timeout', '2s'], {
+      MAX_CONNECTIONS_PER_ADDRESS: '8',
+    });
+    assert.equal(set.maxConnections, 500);
+    assert.equal(set.maxConnectionsPerAddress, 8);
+    assert.equal(set.requestTimeoutMs, 2000);
+  });
+
   it('flags win over the environment, which wins over defaults', () => {
     const config = loadConfig(['--port', '9000'], {
       PORT: '9100',
@@ -66,6 +79,9 @@ describe('configuration', () => {
       [['--store', 'redis'], {}, /--redis-url/],
       [['--store', 'redis', '--redis-url', 'redis://127.0.0.1:6379'], {}, /--identity-secret/],
       [['--no-such-flag', '1'], {}, /no-such-flag/],
+      [['--max-connections', '0'], {}, /--max-connections/],
+      [['--max-connections-per-address', 'many'], {}, /--max-connections-per-address/],
+      [['--request-timeout', '10ms'], {}, /--request-timeout/],
     ];
     for (const [argv, env, setting] of cases) {
       assert.throws(

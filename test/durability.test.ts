@@ -1,6 +1,8 @@
 // Crash and shutdown: a SIGKILL loses no acknowledged heartbeat; SIGTERM drains, closes the database and exits 0.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { existsSync, statSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
@@ -126,6 +128,57 @@ describe('durability', () => {
     assert.ok(!existsSync(join(dir.path, 'online-stats.lock')), 'the data directory lock is released');
     const wal = join(dir.path, `${DATABASE_FILE}-wal`);
     assert.ok(!existsSync(wal) || statSync(wal).size === 0, 'the WAL was checkpointed into the database');
+  });
+
+  it('a second SIGTERM during the drain closes a half-sent request at once, releases the lock and exits 0', async () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const timeouts = ['--shutdown-timeout', '60s', '--request-timeout', '60s'];
+    const server = await startServer([...args(dir.path), ...timeouts]);
+    servers.push(server);
+    let stdout = '';
+    server.child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    const { port } = new URL(server.url);
+    const halfSent = connect({ port: Number(port), host: '127.0.0.1' });
+    halfSent.on('error', () => {});
+    await once(halfSent, 'connect');
+    halfSent.write('POST /heartbeat HTTP/1.1\r\nHost: localhost\r\ncontent-type: application/json\r\n');
+    // Gives the server turns to read those bytes; the check that the first signal waits tells if it did not.
+    assert.equal((await fetch(`${server.url}/healthz`)).status, 200);
+
+    server.child.kill('SIGTERM');
+    for (let tries = 0; !/shutting down/.test(stdout) && tries < 100; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.match(stdout, /shutting down/);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(server.child.exitCode, null, 'the first signal waits for the half-sent request');
+    const secondAt = performance.now();
+    server.child.kill('SIGTERM');
+    const code = await server.exited;
+    const drainMs = performance.now() - secondAt;
+    halfSent.destroy();
+    assert.equal(code, 0, server.stderr());
+    assert.ok(drainMs < 5000, `exited ${Math.round(drainMs)} ms after the second signal, not after the 60 s timeout`);
+    assert.ok(!existsSync(join(dir.path, 'online-stats.lock')), 'the data directory lock is released');
+    const wal = join(dir.path, `${DATABASE_FILE}-wal`);
+    assert.ok(!existsSync(wal) || statSync(wal).size === 0, 'the database was checkpointed and closed');
+
+    const next = await startServer(args(dir.path));
+    servers.push(next);
+    next.child.kill('SIGTERM');
+    assert.equal(await next.exited, 0, 'a new instance starts on the same data directory');
+  });
+
+  it('SIGTERM as soon as the service listens drains and exits 0, instead of killing it with 143', async () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    for (let round = 0; round < 3; round++) {
+      const server = await startServer(args(dir.path));
+      servers.push(server);
+      server.child.kill('SIGTERM');
+      assert.equal(await server.exited, 0, `round ${round}: ${server.stderr()}`);
+    }
   });
 
   it('a second service on the same data directory is refused', async () => {

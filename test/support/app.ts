@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
-import { buildApp, type App } from '../../src/app.js';
+import { buildApp, type App, type AppOptions } from '../../src/app.js';
 import { ManualClock } from '../../src/clock.js';
 import { defaultConfig, type Config } from '../../src/config.js';
 import { storeOptions } from '../../src/open-store.js';
@@ -27,13 +27,21 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
+export interface TestAppOptions {
+  /** Fastify's logger option (default: none). */
+  logger?: AppOptions['logger'];
+  /** Called before the app is ready, to add a hook. */
+  prepare?(app: App): void;
+}
+
 /** An app on a fresh SQLite file, driven by app.inject() and a manual clock. */
-export async function testApp(overrides: Partial<Config> = {}): Promise<TestApp> {
+export async function testApp(overrides: Partial<Config> = {}, options: TestAppOptions = {}): Promise<TestApp> {
   const dir = tempDir();
   const clock = new ManualClock(T0);
   const config = defaultConfig({ dataDir: dir.path, logLevel: 'silent', ...overrides });
   const store = SqliteStore.open(join(dir.path, DATABASE_FILE), storeOptions(config), clock.nowMs());
-  const app = await buildApp({ config, store, clock, identitySecret: SECRET, logger: false });
+  const app = await buildApp({ config, store, clock, identitySecret: SECRET, logger: options.logger ?? false });
+  options.prepare?.(app);
   await app.ready();
   return {
     app,
