@@ -251,6 +251,18 @@ describe('bad input gets a 4xx that names the problem, never a 5xx', () => {
     await expect4xx(400, { method: 'POST', url: '/heartbeats', headers: gateway, payload: {} }, /client_ids/);
   });
 
+  it('constructor and __proto__ keys were dropped silently (200): now the body is refused, JSON or text/plain', async () => {
+    for (const payload of ['{"constructor":{"x":1}}', '{"__proto__":{"x":1}}', '{"client_id":"a","constructor":{}}']) {
+      for (const type of ['application/json', 'text/plain']) {
+        await expect4xx(
+          400,
+          { method: 'POST', url: '/heartbeat', headers: { 'content-type': type }, payload },
+          /prototype|additional properties/i,
+        );
+      }
+    }
+  });
+
   it('an empty JSON body is a valid heartbeat', async () => {
     const res = await t.app.inject({ method: 'POST', url: '/heartbeat', headers: json, payload: '' });
     assert.equal(res.statusCode, 200);
