@@ -59,21 +59,48 @@ export function hllMergeInto(target: Uint8Array, source: Uint8Array): void {
   }
 }
 
-/** 2^-rank for every rank a register can hold (0 to 49): a table, because Math.pow per register was most of a count. */
-const INVERSE_POWERS = Float64Array.from({ length: 64 }, (_, rank) => 2 ** -rank);
+/** Bits a rank is counted in: ranks run from 1 to RANK_BITS + 1 (no bit set). */
+const RANK_BITS = 48;
 
-/** The estimated number of distinct items, with the small-range (linear counting) correction. */
+/**
+ * The estimated number of distinct items: Ertl's improved raw estimator ("New cardinality
+ * estimation algorithms for HyperLogLog sketches", 2017, algorithm 6), from the histogram of
+ * register values. The classic estimator with linear counting below 2.5 m read 2.4% high near
+ * 41,000 (where it switches), against Redis's PFCOUNT (which uses this one); this one has no
+ * switch and no bias table, and stays within 0.5% on average at every count.
+ */
 export function hllCount(registers: Uint8Array): number {
   const m = HLL_REGISTERS;
-  let sum = 0;
-  let zeros = 0;
-  for (let i = 0; i < m; i++) {
-    const value = registers[i] as number;
-    sum += INVERSE_POWERS[value] as number;
-    if (value === 0) zeros++;
+  const histogram = new Float64Array(RANK_BITS + 2);
+  for (let i = 0; i < m; i++) (histogram[registers[i] as number] as number)++;
+  let z = m * tau(1 - (histogram[RANK_BITS + 1] as number) / m);
+  for (let k = RANK_BITS; k >= 1; k--) z = 0.5 * (z + (histogram[k] as number));
+  z += m * sigma((histogram[0] as number) / m);
+  return Math.round(((m / (2 * Math.LN2)) * m) / z);
+}
+
+function sigma(x: number): number {
+  if (x === 1) return Infinity;
+  let y = 1;
+  let z = x;
+  for (;;) {
+    x *= x;
+    const previous = z;
+    z += x * y;
+    y += y;
+    if (z === previous) return z;
   }
-  const alpha = 0.7213 / (1 + 1.079 / m);
-  const raw = (alpha * m * m) / sum;
-  if (raw <= 2.5 * m && zeros > 0) return Math.round(m * Math.log(m / zeros));
-  return Math.round(raw);
+}
+
+function tau(x: number): number {
+  if (x === 0 || x === 1) return 0;
+  let y = 1;
+  let z = 1 - x;
+  for (;;) {
+    x = Math.sqrt(x);
+    const previous = z;
+    y *= 0.5;
+    z -= (1 - x) ** 2 * y;
+    if (z === previous) return z / 3;
+  }
 }
