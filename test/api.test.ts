@@ -1,6 +1,7 @@
 // The demo's API contract and the service's answers to good and bad input, through app.inject().
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import type { InjectOptions } from 'fastify';
 import { testApp, type TestApp } from './support/app.js';
 
@@ -470,5 +471,45 @@ describe('health, docs and metrics', () => {
     assert.match(text, /online_stats_online_clients 1/);
     assert.match(text, /online_stats_http_requests_total\{route="\/heartbeat",method="POST",status="200"\} 1/);
     assert.match(text, /online_stats_store_commit_heartbeats_count 1/);
+  });
+});
+
+describe('dashboard assets', () => {
+  let t: TestApp;
+  before(async () => (t = await testApp()));
+  after(() => t.close());
+
+  it('a weak tag, a list or * in If-None-Match got 200: now 304, as RFC 9110 13.1.2 has it', async () => {
+    const first = await t.app.inject({ url: '/' });
+    const etag = String(first.headers.etag);
+    assert.match(etag, /^"[\w-]+"$/);
+    for (const header of [etag, `W/${etag}`, `"other", ${etag}`, '*']) {
+      const res = await t.app.inject({ url: '/', headers: { 'if-none-match': header } });
+      assert.equal(res.statusCode, 304, header);
+    }
+    const other = await t.app.inject({ url: '/', headers: { 'if-none-match': '"other"' } });
+    assert.equal(other.statusCode, 200);
+  });
+
+  it('"gzip;q=0, identity" still got gzip, and there was no brotli: now the q-values decide', async () => {
+    const encodingOf = async (acceptEncoding?: string) => {
+      const res = await t.app.inject({
+        url: '/',
+        headers: acceptEncoding === undefined ? {} : { 'accept-encoding': acceptEncoding },
+      });
+      assert.equal(res.statusCode, 200);
+      return { encoding: res.headers['content-encoding'], body: res.rawPayload };
+    };
+    const plain = await encodingOf();
+    assert.equal(plain.encoding, undefined);
+    assert.match(plain.body.toString(), /<html/i);
+    assert.equal((await encodingOf('gzip;q=0, identity')).encoding, undefined);
+    const gzip = await encodingOf('gzip');
+    assert.equal(gzip.encoding, 'gzip');
+    assert.deepEqual(gunzipSync(gzip.body), plain.body);
+    const br = await encodingOf('gzip, deflate, br');
+    assert.equal(br.encoding, 'br');
+    assert.deepEqual(brotliDecompressSync(br.body), plain.body);
+    assert.equal((await encodingOf('br;q=0, gzip')).encoding, 'gzip');
   });
 });

@@ -3,7 +3,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gzipSync } from 'node:zlib';
+import { brotliCompressSync, constants as zlib, gzipSync } from 'node:zlib';
+import { negotiate } from '@fastify/accept-negotiator';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AppDeps } from '../http/deps.js';
@@ -24,18 +25,35 @@ const PAGE_SECURITY_HEADERS = {
   'x-frame-options': 'DENY',
 };
 
-/** A file held in memory, with its gzip form and a content hash for ETag and cache-busting URLs. */
+/**
+ * A file held in memory, compressed once at start, with a content hash for ETag and cache-busting
+ * URLs. Served from memory rather than with @fastify/static because the page is rewritten at start
+ * (its asset URLs carry those hashes), so it exists on no disk to serve.
+ */
 interface Asset {
-  body: Buffer;
-  gzipped: Buffer;
+  encoded: Record<Encoding, Buffer>;
   type: string;
   hash: string;
   etag: string;
 }
 
+const ENCODINGS = ['br', 'gzip', 'identity'] as const;
+type Encoding = (typeof ENCODINGS)[number];
+
 function asset(body: Buffer, type: string): Asset {
   const hash = createHash('sha256').update(body).digest('base64url').slice(0, 16);
-  return { body, gzipped: gzipSync(body, { level: 9 }), type, hash, etag: `"${hash}"` };
+  const br = brotliCompressSync(body, { params: { [zlib.BROTLI_PARAM_QUALITY]: zlib.BROTLI_MAX_QUALITY } });
+  return { encoded: { br, gzip: gzipSync(body, { level: 9 }), identity: body }, type, hash, etag: `"${hash}"` };
+}
+
+/**
+ * If-None-Match as RFC 9110 section 13.1.2 has it: `*`, or a list of tags compared weakly (W/"x"
+ * matches "x"), so a proxy that weakened the tag, or a client naming several, still gets its 304.
+ */
+export function noneMatch(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  if (header.trim() === '*') return true;
+  return header.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag);
 }
 
 // The compiled SDK: next to dist/src when running the build, under dist/ when running the sources (tests, tsx).
@@ -58,11 +76,12 @@ function send(request: FastifyRequest, reply: FastifyReply, file: Asset, cacheCo
     .header('etag', file.etag)
     .header('cache-control', cacheControl)
     .header('vary', 'accept-encoding');
-  if (request.headers['if-none-match'] === file.etag) return reply.code(304).send();
-  if (/\bgzip\b/.test(String(request.headers['accept-encoding'] ?? ''))) {
-    return reply.header('content-encoding', 'gzip').send(file.gzipped);
-  }
-  return reply.send(file.body);
+  if (noneMatch(request.headers['if-none-match'], file.etag)) return reply.code(304).send();
+  // q-values count: "gzip;q=0, identity" refuses gzip. Nothing acceptable named: the plain file.
+  const header = request.headers['accept-encoding'];
+  const encoding = (header === undefined ? null : negotiate(header, [...ENCODINGS])) ?? 'identity';
+  if (encoding !== 'identity') reply.header('content-encoding', encoding);
+  return reply.send(file.encoded[encoding]);
 }
 
 export const dashboardRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app) => {
