@@ -15,6 +15,8 @@ export interface Config {
   port: number;
   host: string;
   dataDir: string;
+  /** Largest the SQLite database may grow, in bytes; null: as large as the disk allows. */
+  maxDatabaseBytes: number | null;
   store: 'sqlite' | 'redis';
   redisUrl: string | null;
   /** Prepended to every Redis key (several deployments on one Redis); null: none. */
@@ -41,7 +43,7 @@ export interface Config {
   shutdownTimeoutMs: number;
 }
 
-type Kind = 'int' | 'duration' | 'rate' | 'string' | 'list' | 'enum';
+type Kind = 'int' | 'duration' | 'size' | 'rate' | 'string' | 'list' | 'enum';
 
 interface Setting {
   key: keyof Config;
@@ -76,6 +78,15 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'string',
     default: './data',
     help: 'directory of the SQLite database and the identity secret',
+  },
+  {
+    key: 'maxDatabaseBytes',
+    flag: 'max-database-size',
+    env: 'MAX_DATABASE_SIZE',
+    kind: 'size',
+    default: 'off',
+    min: 65_536,
+    help: 'largest the SQLite database may grow (512m, 10g) or off; past it writes answer 503 and /readyz fails, as on a full disk',
   },
   {
     key: 'store',
@@ -275,6 +286,18 @@ export function parseDurationMs(text: string): number | null {
   return Math.round(Number(match[1]) * (UNIT_MS[match[2] as string] as number));
 }
 
+const SIZE = /^(\d+)([kmg])$/;
+const UNIT_BYTES: Record<string, number> = { k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+/** `64k`, `512m`, `10g` (binary units) in bytes; null for `off`; 'invalid' otherwise. */
+export function parseSizeBytes(text: string): number | null | 'invalid' {
+  const trimmed = text.trim().toLowerCase();
+  if (trimmed === 'off') return null;
+  const match = SIZE.exec(trimmed);
+  if (!match) return 'invalid';
+  return Number(match[1]) * (UNIT_BYTES[match[2] as string] as number);
+}
+
 const RATE = /^(\d+)\/(\d*)(ms|s|m|h)(?::(\d+))?$/;
 
 export function parseRate(text: string): Rate | null | 'invalid' {
@@ -306,6 +329,13 @@ function convert(setting: Setting, raw: string): unknown {
       if (ms === null) bad('expected a duration such as 30s, 10m or 1h');
       if (setting.min !== undefined && (ms as number) < setting.min) bad(`must be at least ${setting.min} ms`);
       return ms;
+    }
+    case 'size': {
+      const bytes = parseSizeBytes(raw);
+      if (bytes === 'invalid') bad('expected a size such as 64k, 512m or 10g, or off');
+      if (bytes !== null && setting.min !== undefined && (bytes as number) < setting.min)
+        bad(`must be at least ${setting.min / 1024}k`);
+      return bytes;
     }
     case 'rate': {
       const rate = parseRate(raw);

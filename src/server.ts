@@ -3,6 +3,7 @@ import { buildApp, type App } from './app.js';
 import { createCalendar } from './calendar.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
+import { StoreUnavailableError } from './errors.js';
 import { loadOrCreateSecret } from './identity.js';
 import { lockDataDir } from './lockfile.js';
 import { openStore, type OpenedStore } from './open-store.js';
@@ -37,20 +38,34 @@ export async function serve(config: Readonly<Config>, clock: Clock = systemClock
         app.server.closeAllConnections();
       }, config.shutdownTimeoutMs);
       timer.unref();
+      // The store is closed and the lock released whatever fails before; the first real failure is reported after.
+      let failure: Error | null = null;
       try {
         await app.close();
-      } finally {
-        clearTimeout(timer);
-        await opened.close();
-        release();
+      } catch (error) {
+        failure = error as Error;
       }
+      clearTimeout(timer);
+      try {
+        await opened.close();
+      } catch (error) {
+        // A full disk (or Redis gone) at the last save is a state, not a bug: what was acknowledged is committed.
+        if (error instanceof StoreUnavailableError)
+          app.log.warn(
+            { reason: error.message },
+            'the store closed without its final save; every acknowledged heartbeat was committed before',
+          );
+        else failure ??= error as Error;
+      }
+      release();
+      if (failure !== null) throw failure;
     })();
     return stopping;
   };
   try {
     await app.listen({ port: config.port, host: config.host });
   } catch (error) {
-    await opened.close();
+    await opened.close().catch(() => {}); // the listen error is the one to report
     release();
     throw error;
   }

@@ -22,6 +22,16 @@ export function databasePath(dataDir: string): string {
 const SCHEMA = readFileSync(new URL('./sqlite/schema.sql', import.meta.url), 'utf8');
 /** How often (at most) stale channel rows are pruned and today's sketch is saved, in ms. */
 const HOUSEKEEPING_INTERVAL_MS = 60_000;
+/** Room a readiness probe writes (and frees) after a failed commit, in bytes: enough for hundreds of new identities. */
+const PROBE_BYTES = 65_536;
+
+/** What the SQLite store needs beyond the Store contract's options. */
+export interface SqliteFileOptions {
+  /** Of the identity secret in use; see `SqliteStore.open`. */
+  secretFingerprint?: string;
+  /** Largest the database may grow, in bytes (SQLite's max_page_count); null or absent: as the disk allows. */
+  maxDatabaseBytes?: number | null;
+}
 
 type Pending =
   | {
@@ -62,6 +72,8 @@ export class SqliteStore implements Store {
   /** Latest time seen: times are made monotonic so the online index stays ordered. */
   private lastNowMs = -Infinity;
   private lastHousekeepingMs = -Infinity;
+  /** Why the last commit failed (a full disk, an I/O error), until one succeeds again: readiness reports it. */
+  private commitFailure: Error | null = null;
   private today: DaySketch | null = null;
   private readonly statements;
   /** Called after each commit with its size and duration (metrics). */
@@ -104,16 +116,18 @@ export class SqliteStore implements Store {
       dayRow: db.prepare<[string], { day: string; active: number; new: number; sketch: Buffer | null }>(
         'SELECT day, active, new, sketch FROM daily_activity WHERE day = ?',
       ),
+      probe: db.prepare<[number]>("INSERT OR REPLACE INTO meta (key, value) VALUES ('write-probe', zeroblob(?))"),
+      unprobe: db.prepare("DELETE FROM meta WHERE key = 'write-probe'"),
     };
     this.rebuild(nowMs);
   }
 
-  /** Opens (creating if need be) the database at `path` and rebuilds the in-memory indexes. */
   /**
+   * Opens (creating if need be) the database at `path` and rebuilds the in-memory indexes.
    * `secretFingerprint`: of the identity secret in use. The first open records it; a later open
    * under another secret is refused (ConfigError), since every known user would count again as new.
    */
-  static open(path: string, options: StoreOptions, nowMs: number, secretFingerprint?: string): SqliteStore {
+  static open(path: string, options: StoreOptions, nowMs: number, files: SqliteFileOptions = {}): SqliteStore {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     const db = new Database(path);
     try {
@@ -121,7 +135,12 @@ export class SqliteStore implements Store {
       db.pragma('synchronous = FULL');
       db.pragma('busy_timeout = 5000');
       db.exec(SCHEMA);
-      if (secretFingerprint !== undefined) checkSecret(db, path, secretFingerprint);
+      if (files.maxDatabaseBytes !== undefined && files.maxDatabaseBytes !== null) {
+        const pageBytes = db.pragma('page_size', { simple: true }) as number;
+        // Past it SQLite answers SQLITE_FULL, as a full disk does; it never goes below the current size.
+        db.pragma(`max_page_count = ${Math.max(1, Math.floor(files.maxDatabaseBytes / pageBytes))}`);
+      }
+      if (files.secretFingerprint !== undefined) checkSecret(db, path, files.secretFingerprint);
       return new SqliteStore(db, options, nowMs);
     } catch (error) {
       db.close();
@@ -204,10 +223,12 @@ export class SqliteStore implements Store {
       })();
     } catch (error) {
       if (this.today) this.today.dirty = true;
+      this.commitFailure = error as Error;
       const failure = new StoreUnavailableError((error as Error).message, { cause: error });
       for (const pending of batch) pending.fail(failure);
       return;
     }
+    if (this.commitFailure) this.recovered();
     this.apply(effects);
     this.onCommit?.(heartbeats, performance.now() - startedMs);
     let outcome = 0;
@@ -351,25 +372,61 @@ export class SqliteStore implements Store {
     return sketches.length === 0 ? 0 : hllCount(hllMerge(sketches));
   }
 
+  /**
+   * Ready while commits succeed. After a failed commit, each check is also the retry: a probe write that needs new room
+   * in the database and the WAL, as a heartbeat of a new user does; so readiness comes back once space does, even when
+   * no traffic reaches an instance that is out of rotation.
+   */
   async check(): Promise<void> {
     this.assertOpen();
     try {
-      this.db.exec('BEGIN IMMEDIATE; ROLLBACK');
+      if (this.commitFailure === null) this.db.exec('BEGIN IMMEDIATE; ROLLBACK');
+      else {
+        this.db.transaction(() => {
+          this.statements.probe.run(PROBE_BYTES);
+          this.statements.unprobe.run();
+        })();
+        this.recovered();
+      }
     } catch (error) {
-      throw new StoreUnavailableError((error as Error).message, { cause: error });
+      const detail = `commits fail: ${(error as Error).message}`;
+      throw new StoreUnavailableError(detail, { cause: error });
     }
   }
 
+  /**
+   * Space is back: hand the WAL's room back to the disk at once (TRUNCATE), or a WAL that grew while commits failed
+   * would keep the space just freed, and let in only a few heartbeats.
+   */
+  private recovered(): void {
+    this.commitFailure = null;
+    try {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch {
+      // Still short of room for the checkpoint: the commits succeed, and the next automatic checkpoint retries.
+    }
+  }
+
+  /**
+   * Finishes pending writes, saves today's sketch, checkpoints, closes. The database is closed whatever happens; when
+   * the final save or checkpoint fails (a full disk), a StoreUnavailableError says so after closing: nothing
+   * acknowledged is lost (it is committed, in the WAL, read again at the next open, and today's sketch is rebuilt).
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.writes.drain();
     this.closed = true;
+    let failure: unknown = null;
     try {
       this.saveToday();
       this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch (error) {
+      failure = error;
     } finally {
       this.db.close();
     }
+    if (failure !== null)
+      throw new StoreUnavailableError(`the final save failed: ${(failure as Error).message}`, { cause: failure });
   }
 
   private assertOpen(): void {
