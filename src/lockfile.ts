@@ -1,7 +1,7 @@
 // One process per data directory: the in-memory indexes are only right if nobody else writes the database.
 import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DataDirLockedError } from './errors.js';
+import { DataDirError, DataDirLockedError } from './errors.js';
 
 function alive(pid: number): boolean {
   try {
@@ -14,6 +14,14 @@ function alive(pid: number): boolean {
 
 /** Takes the lock (a file holding our pid), replacing a stale one; returns its release. */
 export function lockDataDir(dataDir: string): () => void {
+  try {
+    return takeLock(dataDir);
+  } catch (error) {
+    throw DataDirError.from(dataDir, error);
+  }
+}
+
+function takeLock(dataDir: string): () => void {
   mkdirSync(dataDir, { recursive: true });
   const path = join(dataDir, 'online-stats.lock');
   for (let attempt = 0; attempt < 2; attempt++) {

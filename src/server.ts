@@ -2,8 +2,8 @@
 import { buildApp, type App } from './app.js';
 import { createCalendar } from './calendar.js';
 import { systemClock, type Clock } from './clock.js';
-import type { Config } from './config.js';
-import { StoreUnavailableError } from './errors.js';
+import { flagOf, type Config } from './config.js';
+import { ConfigError, StoreUnavailableError } from './errors.js';
 import { loadOrCreateSecret } from './identity.js';
 import { lockDataDir } from './lockfile.js';
 import { openStore, type OpenedStore } from './open-store.js';
@@ -67,10 +67,25 @@ export async function serve(config: Readonly<Config>, clock: Clock = systemClock
   } catch (error) {
     await opened.close().catch(() => {}); // the listen error is the one to report
     release();
-    throw error;
+    throw listenError(config, error);
   }
   app.log.info({ store: store.kind, startupMs: Math.round(performance.now() - startedMs) }, 'online-stats ready');
   return { app, stop };
+}
+
+/** The address cannot be listened on: a setting to change (exit 2), said in one line. */
+function listenError(config: Readonly<Config>, error: unknown): unknown {
+  const where = `${config.host}:${config.port}`;
+  switch ((error as NodeJS.ErrnoException).code) {
+    case 'EADDRINUSE':
+      return new ConfigError(flagOf('port'), `${where} is in use by another process: stop it, or choose another port`);
+    case 'EACCES':
+      return new ConfigError(flagOf('port'), `not allowed to listen on ${where}: ports below 1024 need privileges`);
+    case 'EADDRNOTAVAIL':
+      return new ConfigError(flagOf('host'), `${config.host} is not an address of this machine`);
+    default:
+      return error;
+  }
 }
 
 /** Runs until SIGTERM or SIGINT, then drains and exits 0 (1 if the drain failed). */

@@ -1,11 +1,11 @@
 // The embedded default store: SQLite (WAL) for durability, in-memory indexes for O(1)/O(days) counts.
 // One job (the Store contract on SQLite); its indexes, sketch and batcher are in their own files.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { TurnBatcher } from '../batcher.js';
 import { flagOf } from '../config.js';
-import { ConfigError, StoreUnavailableError } from '../errors.js';
+import { ConfigError, DataDirError, StoreUnavailableError } from '../errors.js';
 import { ActivityIndex } from './activity-index.js';
 import { HLL_REGISTERS, hllAdd, hllCount, hllMerge } from './hll.js';
 import { ChannelIndex, OnlineIndex } from './online-index.js';
@@ -128,8 +128,16 @@ export class SqliteStore implements Store {
    * under another secret is refused (ConfigError), since every known user would count again as new.
    */
   static open(path: string, options: StoreOptions, nowMs: number, files: SqliteFileOptions = {}): SqliteStore {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-    const db = new Database(path);
+    let db: Database.Database;
+    try {
+      if (path !== ':memory:') {
+        mkdirSync(dirname(path), { recursive: true });
+        refuseEmpty(path);
+      }
+      db = new Database(path);
+    } catch (error) {
+      throw DataDirError.from(path, error);
+    }
     try {
       // FULL: the WAL is fsynced at every commit, so an acknowledged heartbeat survives power loss too.
       db.pragma('synchronous = FULL');
@@ -144,7 +152,7 @@ export class SqliteStore implements Store {
       return new SqliteStore(db, options, nowMs);
     } catch (error) {
       db.close();
-      throw error;
+      throw DataDirError.from(path, error);
     }
   }
 
@@ -432,6 +440,18 @@ export class SqliteStore implements Store {
   private assertOpen(): void {
     if (this.closed) throw new StoreUnavailableError('closed');
   }
+}
+
+/**
+ * A database file of zero bytes is not a new database but a lost one (truncated, or a failed copy): SQLite would
+ * silently start it empty, and every count again from zero. A new data directory has no file at all.
+ */
+function refuseEmpty(path: string): void {
+  if (statSync(path, { throwIfNoEntry: false })?.size !== 0) return;
+  throw new DataDirError(
+    `${path} is empty (0 bytes), so every count would start again from zero: restore it from a backup ` +
+      '(docs/operations.md), or remove it to start counting afresh',
+  );
 }
 
 /** The data was pseudonymised under one secret: refuses another (a lost, replaced or overridden key). */
