@@ -1,5 +1,6 @@
 // The only reader of flags and environment: one table of settings with defaults and units, validated once, frozen.
 // One job, over 350 lines because the table has a row per setting; parsing and checks follow it.
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import ipaddr from 'ipaddr.js';
 import { ConfigError } from './errors.js';
@@ -33,7 +34,10 @@ export interface Config {
   trustProxy: readonly string[];
   maxDays: number;
   apiToken: string | null;
+  /** The HMAC key of pseudonyms: given, or read from `identitySecretFile`; null: the data directory's own. */
   identitySecret: string | null;
+  /** Where `identitySecret` was read from (once, at start); null: not from a file. */
+  identitySecretFile: string | null;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   maxChannels: number;
   maxChannelLength: number;
@@ -201,6 +205,14 @@ export const SETTINGS: readonly Setting[] = [
     default: '',
     secret: true,
     help: 'HMAC key that pseudonymises identities (at least 32 characters); default: made at first start in the data directory; required with --store redis',
+  },
+  {
+    key: 'identitySecretFile',
+    flag: 'identity-secret-file',
+    env: 'IDENTITY_SECRET_FILE',
+    kind: 'string',
+    default: '',
+    help: 'file holding the identity secret, read once at start: keeps the key out of the data directory and its backups (instead of --identity-secret)',
   },
   {
     key: 'logLevel',
@@ -396,7 +408,8 @@ export function loadConfig(
   if (result.host === null) throw new ConfigError(flagOf('host'), 'must not be empty');
   if (result.dataDir === null) throw new ConfigError(flagOf('dataDir'), 'must not be empty');
   result.trustProxy.forEach(checkCidr);
-  if (result.identitySecret !== null && result.identitySecret.length < 32) {
+  if (result.identitySecretFile !== null) result.identitySecret = readSecretFile(result);
+  else if (result.identitySecret !== null && result.identitySecret.length < 32) {
     throw new ConfigError(flagOf('identitySecret'), 'must be at least 32 characters');
   }
   if (result.redisPrefix !== null && /[{}]/.test(result.redisPrefix)) {
@@ -411,7 +424,8 @@ export function loadConfig(
   if (result.store === 'redis' && result.identitySecret === null) {
     throw new ConfigError(
       flagOf('identitySecret'),
-      'is required with --store redis: every instance must pseudonymise identities with the same key, or one user would count as many',
+      `is required with --store redis (or ${flagOf('identitySecretFile')}): every instance must pseudonymise ` +
+        'identities with the same key, or one user would count as many',
     );
   }
   try {
@@ -420,6 +434,24 @@ export function loadConfig(
     throw new ConfigError(flagOf('timeZone'), `not an IANA time zone: ${JSON.stringify(result.timeZone)}`);
   }
   return Object.freeze(result);
+}
+
+/** The key in `identitySecretFile`, read once (a secret manager's file, a systemd credential, a mounted Secret). */
+function readSecretFile(config: Config): string {
+  const path = config.identitySecretFile as string;
+  const bad = (why: string): never => {
+    throw new ConfigError(flagOf('identitySecretFile'), why);
+  };
+  if (config.identitySecret !== null) bad(`give the key either in a file or as ${flagOf('identitySecret')}, not both`);
+  let secret = '';
+  try {
+    secret = readFileSync(path, 'utf8').trim();
+  } catch (error) {
+    bad(`cannot read ${path}: ${(error as Error).message}`);
+  }
+  if (secret === '') bad(`${path} is empty; it must hold the key (at least 32 characters)`);
+  if (secret.length < 32) bad(`${path} holds ${secret.length} characters; the key must have at least 32`);
+  return secret;
 }
 
 /** The process's own flags and environment: the one place in the service that reads `process.env`. */

@@ -87,7 +87,7 @@ export function loadOrCreateSecret(dataDir: string, configured: string | null): 
   try {
     if (existsSync(path)) secret = readFileSync(path, 'utf8').trim();
     else {
-      mkdirSync(dataDir, { recursive: true });
+      mkdirSync(dataDir, { recursive: true, mode: 0o700 });
       secret = randomBytes(32).toString('hex');
       writeFileSync(path, `${secret}\n`, { mode: 0o600, flag: 'wx' });
       chmodSync(path, 0o600);

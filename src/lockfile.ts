@@ -22,7 +22,7 @@ export function lockDataDir(dataDir: string): () => void {
 }
 
 function takeLock(dataDir: string): () => void {
-  mkdirSync(dataDir, { recursive: true });
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const path = join(dataDir, 'online-stats.lock');
   for (let attempt = 0; attempt < 2; attempt++) {
     try {

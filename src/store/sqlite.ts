@@ -1,6 +1,6 @@
 // The embedded default store: SQLite (WAL) for durability, in-memory indexes for O(1)/O(days) counts.
 // One job (the Store contract on SQLite); its indexes, sketch and batcher are in their own files.
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { TurnBatcher } from '../batcher.js';
@@ -131,7 +131,7 @@ export class SqliteStore implements Store {
     let db: Database.Database;
     try {
       if (path !== ':memory:') {
-        mkdirSync(dirname(path), { recursive: true });
+        mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
         refuseEmpty(path);
       }
       db = new Database(path);
@@ -139,6 +139,7 @@ export class SqliteStore implements Store {
       throw DataDirError.from(path, error);
     }
     try {
+      if (path !== ':memory:') restrictToOwner(path);
       // FULL: the WAL is fsynced at every commit, so an acknowledged heartbeat survives power loss too.
       db.pragma('synchronous = FULL');
       db.pragma('busy_timeout = 5000');
@@ -443,6 +444,15 @@ export class SqliteStore implements Store {
 }
 
 /**
+ * Only the service's user may read the data (mode 0600, whatever the umask): with the identity secret, the pseudonyms
+ * of address-only clients can be reversed. Done before the first statement, as SQLite gives the -wal and -shm files it
+ * creates the database file's mode; ones left by an older version are tightened too.
+ */
+function restrictToOwner(path: string): void {
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(file)) chmodSync(file, 0o600);
+}
+
+/**
  * A database file of zero bytes is not a new database but a lost one (truncated, or a failed copy): SQLite would
  * silently start it empty, and every count again from zero. A new data directory has no file at all.
  */
@@ -463,6 +473,7 @@ function checkSecret(db: Database.Database, path: string, fingerprint: string): 
     flagOf('identitySecret'),
     `${path} was written under a different identity secret, so every known user would count again as new. ` +
       'Restore the secret it was written with (the identity-secret file of the data directory, or the same ' +
-      `configured secret), or start with an empty ${flagOf('dataDir')} to begin counting afresh`,
+      `${flagOf('identitySecretFile')} or ${flagOf('identitySecret')}), or start with an empty ` +
+      `${flagOf('dataDir')} to begin counting afresh`,
   );
 }
