@@ -9,6 +9,8 @@ export type LineLogger = Pick<FastifyBaseLogger, Level>;
 
 /** At most one line per distinct message in this long, in ms. */
 export const LOG_WINDOW_MS = 10_000;
+/** Distinct keys tracked at once; past it, lines are grouped by message alone, so memory stays bounded. */
+const MAX_WINDOWS = 1000;
 
 interface Window {
   level: Level;
@@ -40,6 +42,7 @@ export class RateLimitedLog {
     msg: string,
     key = `${level} ${msg}`,
   ): void {
+    if (this.windows.size >= MAX_WINDOWS && !this.windows.has(key)) key = `${level} ${msg}`;
     const open = this.windows.get(key);
     if (open) {
       open.repeated++;
