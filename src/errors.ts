@@ -120,6 +120,7 @@ const DATA_DIR_FIXES: Record<string, string> = {
   SQLITE_READONLY: NOT_WRITABLE,
   SQLITE_PERM: NOT_WRITABLE,
   SQLITE_AUTH: NOT_WRITABLE,
+  SQLITE_BUSY: 'another program holds the database locked (a sqlite3 shell, a backup tool): close it',
   SQLITE_FULL: 'no space is left on its volume (or --max-database-size is reached): free some',
   SQLITE_IOERR: 'the disk cannot be read or written: check it',
   SQLITE_NOTADB: `it is not a SQLite database: ${DAMAGED}`,
