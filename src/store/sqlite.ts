@@ -398,8 +398,8 @@ export class SqliteStore implements Store {
         this.recovered();
       }
     } catch (error) {
-      const detail = `commits fail: ${(error as Error).message}`;
-      throw new StoreUnavailableError(detail, { cause: error });
+      const reason = (error as Error).message;
+      throw new StoreUnavailableError(this.commitFailure ? `commits fail: ${reason}` : reason, { cause: error });
     }
   }
 
