@@ -468,6 +468,6 @@ export function defaultConfig(overrides: Partial<Config> = {}): Readonly<Config>
 export function settingsHelp(): string {
   return SETTINGS.map(
     (s) =>
-      `  --${s.flag} <value>`.padEnd(32) + `${s.help} [${s.env}; default: ${s.default === '' ? 'none' : s.default}]`,
+      `  --${s.flag} <value>`.padEnd(31) + ` ${s.help} [${s.env}; default: ${s.default === '' ? 'none' : s.default}]`,
   ).join('\n');
 }
