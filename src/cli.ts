@@ -2,7 +2,7 @@
 // The `online-stats` command: parse arguments, call one function (serve or import).
 import { systemClock } from './clock.js';
 import { configFromProcess, settingsHelp } from './config.js';
-import { ConfigError, DataDirLockedError, ImportError } from './errors.js';
+import { ConfigError, EXIT_CODES, exitCodeOf, exitCodesHelp } from './errors.js';
 
 const HELP = `online-stats: how many of your users are online now, and how many were active lately.
 
@@ -16,7 +16,8 @@ Usage:
 Flags (each also read from the environment variable shown; flags win):
 ${settingsHelp()}
 
-Exit codes: 0 done, 1 failure, 2 bad command line or configuration.
+Exit codes:
+${exitCodesHelp()}
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -29,7 +30,7 @@ async function main(argv: string[]): Promise<number> {
     rest.includes('--help')
   ) {
     process.stdout.write(HELP);
-    return command === undefined ? 2 : 0;
+    return command === undefined ? EXIT_CODES.CONFIG.code : EXIT_CODES.OK.code;
   }
   if (command === 'serve') {
     const config = configFromProcess(rest);
@@ -41,16 +42,16 @@ async function main(argv: string[]): Promise<number> {
     const file = rest[0];
     if (file === undefined || file.startsWith('--')) {
       process.stderr.write('online-stats import: name the file to import, e.g. online-stats import users_data.json\n');
-      return 2;
+      return EXIT_CODES.CONFIG.code;
     }
     const config = configFromProcess(rest.slice(1));
     const { importDemoFile } = await import('./import.js');
     const count = await importDemoFile(file, config, systemClock, (message) => process.stderr.write(`${message}\n`));
     process.stdout.write(`imported ${count} users from ${file} into ${config.dataDir}\n`);
-    return 0;
+    return EXIT_CODES.OK.code;
   }
   process.stderr.write(`online-stats: unknown command ${JSON.stringify(command)}; see online-stats --help\n`);
-  return 2;
+  return EXIT_CODES.CONFIG.code;
 }
 
 main(process.argv.slice(2)).then(
@@ -58,15 +59,13 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exitCode = code;
   },
   (error: unknown) => {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`online-stats: invalid setting ${error.message}\n`);
-      process.exitCode = 2;
-    } else if (error instanceof DataDirLockedError || error instanceof ImportError) {
-      process.stderr.write(`online-stats: ${error.message}\n`);
-      process.exitCode = 1;
-    } else {
-      process.stderr.write(`online-stats: ${(error as Error).stack ?? String(error)}\n`);
-      process.exitCode = 1;
+    process.exitCode = exitCodeOf(error);
+    // A known refusal (its class carries an exit code): one line naming the problem and the fix; a bug: its stack.
+    if (!(error instanceof Error) || !('exitCode' in error)) {
+      process.stderr.write(`online-stats: ${(error as Error | undefined)?.stack ?? String(error)}\n`);
+      return;
     }
+    const message = error.message.replace(/\s*\n\s*/g, ' ');
+    process.stderr.write(`online-stats: ${error instanceof ConfigError ? 'invalid setting ' : ''}${message}\n`);
   },
 );

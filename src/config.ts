@@ -1,5 +1,6 @@
 // The only reader of flags and environment: one table of settings with defaults and units, validated once, frozen.
 // One job, over 350 lines because the table has a row per setting; parsing and checks follow it.
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import ipaddr from 'ipaddr.js';
 import { ConfigError } from './errors.js';
@@ -15,6 +16,8 @@ export interface Config {
   port: number;
   host: string;
   dataDir: string;
+  /** Largest the SQLite database may grow, in bytes; null: as large as the disk allows. */
+  maxDatabaseBytes: number | null;
   store: 'sqlite' | 'redis';
   redisUrl: string | null;
   /** Prepended to every Redis key (several deployments on one Redis); null: none. */
@@ -35,7 +38,10 @@ export interface Config {
   apiToken: string | null;
   /** A token for batch ingest only (gateways), besides the API token. */
   ingestToken: string | null;
+  /** The HMAC key of pseudonyms: given, or read from `identitySecretFile`; null: the data directory's own. */
   identitySecret: string | null;
+  /** Where `identitySecret` was read from (once, at start); null: not from a file. */
+  identitySecretFile: string | null;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   maxChannels: number;
   maxChannelLength: number;
@@ -53,7 +59,7 @@ export interface Config {
   requestTimeoutMs: number;
 }
 
-type Kind = 'int' | 'duration' | 'rate' | 'string' | 'list' | 'enum';
+type Kind = 'int' | 'duration' | 'size' | 'rate' | 'string' | 'list' | 'enum';
 
 interface Setting {
   key: keyof Config;
@@ -88,6 +94,15 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'string',
     default: './data',
     help: 'directory of the SQLite database and the identity secret',
+  },
+  {
+    key: 'maxDatabaseBytes',
+    flag: 'max-database-size',
+    env: 'MAX_DATABASE_SIZE',
+    kind: 'size',
+    default: 'off',
+    min: 65_536,
+    help: 'largest the SQLite database may grow (512m, 10g) or off; past it writes answer 503 and /readyz fails, as on a full disk',
   },
   {
     key: 'store',
@@ -221,6 +236,14 @@ export const SETTINGS: readonly Setting[] = [
     help: 'HMAC key that pseudonymises identities (at least 32 characters); default: made at first start in the data directory; required with --store redis',
   },
   {
+    key: 'identitySecretFile',
+    flag: 'identity-secret-file',
+    env: 'IDENTITY_SECRET_FILE',
+    kind: 'string',
+    default: '',
+    help: 'file holding the identity secret, read once at start: keeps the key out of the data directory and its backups (instead of --identity-secret)',
+  },
+  {
     key: 'logLevel',
     flag: 'log-level',
     env: 'LOG_LEVEL',
@@ -341,6 +364,18 @@ export function parseDurationMs(text: string): number | null {
   return Math.round(Number(match[1]) * (UNIT_MS[match[2] as string] as number));
 }
 
+const SIZE = /^(\d+)([kmg])$/;
+const UNIT_BYTES: Record<string, number> = { k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+/** `64k`, `512m`, `10g` (binary units) in bytes; null for `off`; 'invalid' otherwise. */
+export function parseSizeBytes(text: string): number | null | 'invalid' {
+  const trimmed = text.trim().toLowerCase();
+  if (trimmed === 'off') return null;
+  const match = SIZE.exec(trimmed);
+  if (!match) return 'invalid';
+  return Number(match[1]) * (UNIT_BYTES[match[2] as string] as number);
+}
+
 const RATE = /^(\d+)\/(\d*)(ms|s|m|h)(?::(\d+))?$/;
 
 export function parseRate(text: string): Rate | null | 'invalid' {
@@ -372,6 +407,13 @@ function convert(setting: Setting, raw: string): unknown {
       if (ms === null) bad('expected a duration such as 30s, 10m or 1h');
       if (setting.min !== undefined && (ms as number) < setting.min) bad(`must be at least ${setting.min} ms`);
       return ms;
+    }
+    case 'size': {
+      const bytes = parseSizeBytes(raw);
+      if (bytes === 'invalid') bad('expected a size such as 64k, 512m or 10g, or off');
+      if (bytes !== null && setting.min !== undefined && (bytes as number) < setting.min)
+        bad(`must be at least ${setting.min / 1024}k`);
+      return bytes;
     }
     case 'rate': {
       const rate = parseRate(raw);
@@ -432,7 +474,8 @@ export function loadConfig(
   if (result.host === null) throw new ConfigError(flagOf('host'), 'must not be empty');
   if (result.dataDir === null) throw new ConfigError(flagOf('dataDir'), 'must not be empty');
   result.trustProxy.forEach(checkCidr);
-  if (result.identitySecret !== null && result.identitySecret.length < 32) {
+  if (result.identitySecretFile !== null) result.identitySecret = readSecretFile(result);
+  else if (result.identitySecret !== null && result.identitySecret.length < 32) {
     throw new ConfigError(flagOf('identitySecret'), 'must be at least 32 characters');
   }
   if (result.redisPrefix !== null && /[{}]/.test(result.redisPrefix)) {
@@ -447,7 +490,8 @@ export function loadConfig(
   if (result.store === 'redis' && result.identitySecret === null) {
     throw new ConfigError(
       flagOf('identitySecret'),
-      'is required with --store redis: every instance must pseudonymise identities with the same key, or one user would count as many',
+      `is required with --store redis (or ${flagOf('identitySecretFile')}): every instance must pseudonymise ` +
+        'identities with the same key, or one user would count as many',
     );
   }
   try {
@@ -456,6 +500,24 @@ export function loadConfig(
     throw new ConfigError(flagOf('timeZone'), `not an IANA time zone: ${JSON.stringify(result.timeZone)}`);
   }
   return Object.freeze(result);
+}
+
+/** The key in `identitySecretFile`, read once (a secret manager's file, a systemd credential, a mounted Secret). */
+function readSecretFile(config: Config): string {
+  const path = config.identitySecretFile as string;
+  const bad = (why: string): never => {
+    throw new ConfigError(flagOf('identitySecretFile'), why);
+  };
+  if (config.identitySecret !== null) bad(`give the key either in a file or as ${flagOf('identitySecret')}, not both`);
+  let secret = '';
+  try {
+    secret = readFileSync(path, 'utf8').trim();
+  } catch (error) {
+    bad(`cannot read ${path}: ${(error as Error).message}`);
+  }
+  if (secret === '') bad(`${path} is empty; it must hold the key (at least 32 characters)`);
+  if (secret.length < 32) bad(`${path} holds ${secret.length} characters; the key must have at least 32`);
+  return secret;
 }
 
 /** The process's own flags and environment: the one place in the service that reads `process.env`. */
@@ -472,6 +534,6 @@ export function defaultConfig(overrides: Partial<Config> = {}): Readonly<Config>
 export function settingsHelp(): string {
   return SETTINGS.map(
     (s) =>
-      `  --${s.flag} <value>`.padEnd(32) + `${s.help} [${s.env}; default: ${s.default === '' ? 'none' : s.default}]`,
+      `  --${s.flag} <value>`.padEnd(31) + ` ${s.help} [${s.env}; default: ${s.default === '' ? 'none' : s.default}]`,
   ).join('\n');
 }

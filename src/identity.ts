@@ -3,6 +3,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ipaddr from 'ipaddr.js';
+import { DataDirError } from './errors.js';
 
 /** Longest client id accepted, in characters. */
 export const MAX_CLIENT_ID_LENGTH = 128;
@@ -82,14 +83,22 @@ const SECRET_FILE = 'identity-secret';
 export function loadOrCreateSecret(dataDir: string, configured: string | null): string {
   if (configured !== null) return configured;
   const path = join(dataDir, SECRET_FILE);
-  if (existsSync(path)) {
-    const secret = readFileSync(path, 'utf8').trim();
-    if (secret.length >= 32) return secret;
-    throw new Error(`${path} holds no usable secret (at least 32 characters expected)`);
+  let secret: string;
+  try {
+    if (existsSync(path)) secret = readFileSync(path, 'utf8').trim();
+    else {
+      mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+      secret = randomBytes(32).toString('hex');
+      writeFileSync(path, `${secret}\n`, { mode: 0o600, flag: 'wx' });
+      chmodSync(path, 0o600);
+    }
+  } catch (error) {
+    throw DataDirError.from(path, error);
   }
-  mkdirSync(dataDir, { recursive: true });
-  const secret = randomBytes(32).toString('hex');
-  writeFileSync(path, `${secret}\n`, { mode: 0o600, flag: 'wx' });
-  chmodSync(path, 0o600);
+  if (secret.length < 32)
+    throw new DataDirError(
+      `${path} holds no usable identity secret (at least 32 characters expected): restore it from a backup; ` +
+        'without it every known user would count again as new',
+    );
   return secret;
 }

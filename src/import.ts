@@ -54,12 +54,10 @@ export async function importDemoFile(
   const pseudonymizer = new Pseudonymizer(secret);
   const release = lockDataDir(config.dataDir);
   try {
-    const store = SqliteStore.open(
-      databasePath(config.dataDir),
-      storeOptions(config),
-      clock.nowMs(),
-      secretFingerprint(secret),
-    );
+    const store = SqliteStore.open(databasePath(config.dataDir), storeOptions(config), clock.nowMs(), {
+      secretFingerprint: secretFingerprint(secret),
+      maxDatabaseBytes: config.maxDatabaseBytes,
+    });
     try {
       const total = entries.length;
       return store.importIdentities(

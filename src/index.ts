@@ -3,7 +3,7 @@ export { buildApp, type App, type AppOptions } from './app.js';
 export { createCalendar } from './calendar.js';
 export { ManualClock, systemClock, type Clock } from './clock.js';
 export { SETTINGS, defaultConfig, loadConfig, type Config, type Rate } from './config.js';
-export { ConfigError, StoreUnavailableError } from './errors.js';
+export { ConfigError, DataDirError, EXIT_CODES, StoreUnavailableError } from './errors.js';
 export { importDemoFile } from './import.js';
 export { serve, type Running } from './server.js';
 export { SqliteStore } from './store/sqlite.js';

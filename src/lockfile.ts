@@ -1,7 +1,7 @@
 // One process per data directory: the in-memory indexes are only right if nobody else writes the database.
 import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DataDirLockedError } from './errors.js';
+import { DataDirError, DataDirLockedError } from './errors.js';
 
 function alive(pid: number): boolean {
   try {
@@ -14,7 +14,15 @@ function alive(pid: number): boolean {
 
 /** Takes the lock (a file holding our pid), replacing a stale one; returns its release. */
 export function lockDataDir(dataDir: string): () => void {
-  mkdirSync(dataDir, { recursive: true });
+  try {
+    return takeLock(dataDir);
+  } catch (error) {
+    throw DataDirError.from(dataDir, error);
+  }
+}
+
+function takeLock(dataDir: string): () => void {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const path = join(dataDir, 'online-stats.lock');
   for (let attempt = 0; attempt < 2; attempt++) {
     try {

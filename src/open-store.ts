@@ -39,12 +39,10 @@ export async function openStore(
 ): Promise<OpenedStore> {
   const options = storeOptions(config, calendar);
   if (config.store === 'redis') return openRedis(config, options);
-  const store = SqliteStore.open(
-    databasePath(config.dataDir),
-    options,
-    clock.nowMs(),
-    secretFingerprint(identitySecret),
-  );
+  const store = SqliteStore.open(databasePath(config.dataDir), options, clock.nowMs(), {
+    secretFingerprint: secretFingerprint(identitySecret),
+    maxDatabaseBytes: config.maxDatabaseBytes,
+  });
   return { store, close: () => store.close() };
 }
 

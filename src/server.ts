@@ -4,6 +4,7 @@ import { buildApp, type App } from './app.js';
 import { createCalendar } from './calendar.js';
 import { systemClock, type Clock } from './clock.js';
 import { flagOf, type Config } from './config.js';
+import { ConfigError, StoreUnavailableError } from './errors.js';
 import { loadOrCreateSecret } from './identity.js';
 import { lockDataDir } from './lockfile.js';
 import { openStore, type OpenedStore } from './open-store.js';
@@ -57,13 +58,27 @@ export async function serve(config: Readonly<Config>, clock: Clock = systemClock
         app.server.closeAllConnections();
       }, config.shutdownTimeoutMs);
       timer.unref();
+      // The store is closed and the lock released whatever fails before; the first real failure is reported after.
+      let failure: Error | null = null;
       try {
         await app.close();
-      } finally {
-        clearTimeout(timer);
-        await opened.close();
-        release();
+      } catch (error) {
+        failure = error as Error;
       }
+      clearTimeout(timer);
+      try {
+        await opened.close();
+      } catch (error) {
+        // A full disk (or Redis gone) at the last save is a state, not a bug: what was acknowledged is committed.
+        if (error instanceof StoreUnavailableError)
+          app.log.warn(
+            { reason: error.message },
+            'the store closed without its final save; every acknowledged heartbeat was committed before',
+          );
+        else failure ??= error as Error;
+      }
+      release();
+      if (failure !== null) throw failure;
     })();
     return stopping;
   };
@@ -75,9 +90,9 @@ export async function serve(config: Readonly<Config>, clock: Clock = systemClock
   try {
     await app.listen({ port: config.port, host: config.host });
   } catch (error) {
-    await opened.close();
+    await opened.close().catch(() => {}); // the listen error is the one to report
     release();
-    throw error;
+    throw listenError(config, error);
   }
   const openFiles = openFilesLimit();
   if (openFiles !== null && config.maxConnections > openFiles - RESERVED_DESCRIPTORS) {
@@ -89,6 +104,21 @@ export async function serve(config: Readonly<Config>, clock: Clock = systemClock
   }
   app.log.info({ store: store.kind, startupMs: Math.round(performance.now() - startedMs) }, 'online-stats ready');
   return { app, stop, stopNow };
+}
+
+/** The address cannot be listened on: a setting to change (exit 2), said in one line. */
+function listenError(config: Readonly<Config>, error: unknown): unknown {
+  const where = `${config.host}:${config.port}`;
+  switch ((error as NodeJS.ErrnoException).code) {
+    case 'EADDRINUSE':
+      return new ConfigError(flagOf('port'), `${where} is in use by another process: stop it, or choose another port`);
+    case 'EACCES':
+      return new ConfigError(flagOf('port'), `not allowed to listen on ${where}: ports below 1024 need privileges`);
+    case 'EADDRNOTAVAIL':
+      return new ConfigError(flagOf('host'), `${config.host} is not an address of this machine`);
+    default:
+      return error;
+  }
 }
 
 /**

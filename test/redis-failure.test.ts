@@ -105,6 +105,9 @@ describe('Redis failure policy', () => {
       Math.max(...flood.map((answer) => answer.elapsedMs)) < 2 * BOUND_MS,
       'the flood drains within the bound (plus queueing in this test client)',
     );
+    // One line per reason per 10 s, not one per refused request (there were 16,000 to 20,000 in 10 s).
+    const refusalLines = unlimited.stdout().match(/request refused/g)?.length ?? 0;
+    assert.ok(refusalLines > 0 && refusalLines <= 5, `${refusalLines} log lines for 305 refused requests`);
     assert.equal(unlimited.child.exitCode, null);
     assert.equal(limited.child.exitCode, null);
 

@@ -3,16 +3,27 @@
 import { STATUS_CODES } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { ERRORS, codeOf, serviceError } from '../errors.js';
+import { RateLimitedLog } from '../rate-limited-log.js';
 
 type RaisedError = Error & { statusCode?: number; code?: string };
 
 export function installErrorHandlers(app: FastifyInstance): void {
+  // A fault refuses every request alike (a full disk, Redis down): one line per reason per window, with a count.
+  const log = new RateLimitedLog(app.log);
+  app.addHook('onClose', async () => log.flush());
   app.setErrorHandler((error: RaisedError, request, reply) => {
     const statusCode = error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
-    // A 503 is an expected state (store unreachable, shutting down): one line, not a stack per request.
+    // A 503 is an expected state (store unreachable, shutting down): a line without a stack.
     if (statusCode === 503)
-      request.log.warn({ code: error.code, reason: error.message }, 'request refused: service unavailable');
-    else if (statusCode >= 500) request.log.error({ err: error }, 'request failed');
+      log.write(
+        request.log,
+        'warn',
+        { code: error.code, reason: error.message },
+        'request refused: service unavailable',
+        `503 ${error.message}`,
+      );
+    else if (statusCode >= 500)
+      log.write(request.log, 'error', { err: error }, 'request failed', `500 ${error.message}`);
     if (statusCode === 503) reply.header('retry-after', '1');
     const message = statusCode >= 500 && statusCode !== 503 ? ERRORS.INTERNAL.message : error.message;
     void reply.status(statusCode).send({

@@ -76,7 +76,8 @@ async function waitReady(client: RedisClient, what: string): Promise<void> {
       cleanup();
       reject(
         new StoreUnavailableError(
-          `cannot reach redis at ${what} within ${CONNECT_WAIT_MS} ms${lastError ? `: ${lastError.message}` : ''}`,
+          `cannot reach redis at ${what} within ${CONNECT_WAIT_MS} ms${lastError ? ` (${lastError.message})` : ''}; ` +
+            `start it, or correct ${flagOf('redisUrl')}`,
         ),
       );
     }, CONNECT_WAIT_MS);

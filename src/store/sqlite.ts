@@ -1,12 +1,12 @@
 // The embedded default store: SQLite (WAL) for durability, in-memory indexes for O(1)/O(days) counts.
 // One job (the Store contract on SQLite); its indexes, sketch and batcher are in their own files.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { TurnBatcher } from '../batcher.js';
 import { shiftDay } from '../calendar.js';
 import { flagOf } from '../config.js';
-import { ConfigError, StoreUnavailableError } from '../errors.js';
+import { ConfigError, DataDirError, StoreUnavailableError } from '../errors.js';
 import { ActivityIndex } from './activity-index.js';
 import { LRUCache } from 'lru-cache';
 import { HLL_REGISTERS, hllAdd, hllCount, hllMergeInto } from './hll.js';
@@ -25,6 +25,16 @@ export function databasePath(dataDir: string): string {
 const SCHEMA = readFileSync(new URL('./sqlite/schema.sql', import.meta.url), 'utf8');
 /** How often (at most) stale channel rows are pruned and today's sketch is saved, in ms. */
 const HOUSEKEEPING_INTERVAL_MS = 60_000;
+/** Room a readiness probe writes (and frees) after a failed commit, in bytes: enough for hundreds of new identities. */
+const PROBE_BYTES = 65_536;
+
+/** What the SQLite store needs beyond the Store contract's options. */
+export interface SqliteFileOptions {
+  /** Of the identity secret in use; see `SqliteStore.open`. */
+  secretFingerprint?: string;
+  /** Largest the database may grow, in bytes (SQLite's max_page_count); null or absent: as the disk allows. */
+  maxDatabaseBytes?: number | null;
+}
 
 type Pending =
   | {
@@ -67,6 +77,8 @@ export class SqliteStore implements Store {
   /** Latest time seen: times are made monotonic so the online index stays ordered. */
   private lastNowMs = -Infinity;
   private lastHousekeepingMs = -Infinity;
+  /** Why the last commit failed (a full disk, an I/O error), until one succeeds again: readiness reports it. */
+  private commitFailure: Error | null = null;
   private today: DaySketch | null = null;
   private readonly settled = new SettledWindows();
   /** Unions of the finished days of windows that reach today: 8 of 16 KiB. */
@@ -119,29 +131,45 @@ export class SqliteStore implements Store {
         'SELECT day, active, new FROM daily_activity WHERE day >= ? AND day <= ?',
       ),
       daySketch: db.prepare<[string], Buffer>('SELECT sketch FROM day_sketches WHERE day = ?').pluck(),
+      probe: db.prepare<[number]>("INSERT OR REPLACE INTO meta (key, value) VALUES ('write-probe', zeroblob(?))"),
+      unprobe: db.prepare("DELETE FROM meta WHERE key = 'write-probe'"),
     };
     this.rebuild(nowMs);
   }
 
-  /** Opens (creating if need be) the database at `path` and rebuilds the in-memory indexes. */
   /**
+   * Opens (creating if need be) the database at `path` and rebuilds the in-memory indexes.
    * `secretFingerprint`: of the identity secret in use. The first open records it; a later open
    * under another secret is refused (ConfigError), since every known user would count again as new.
    */
-  static open(path: string, options: StoreOptions, nowMs: number, secretFingerprint?: string): SqliteStore {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-    const db = new Database(path);
+  static open(path: string, options: StoreOptions, nowMs: number, files: SqliteFileOptions = {}): SqliteStore {
+    let db: Database.Database;
     try {
+      if (path !== ':memory:') {
+        mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+        refuseEmpty(path);
+      }
+      db = new Database(path);
+    } catch (error) {
+      throw DataDirError.from(path, error);
+    }
+    try {
+      if (path !== ':memory:') restrictToOwner(path);
       // FULL: the WAL is fsynced at every commit, so an acknowledged heartbeat survives power loss too.
       db.pragma('synchronous = FULL');
       db.pragma('busy_timeout = 5000');
       db.exec(SCHEMA);
       moveSketches(db);
-      if (secretFingerprint !== undefined) checkSecret(db, path, secretFingerprint);
+      if (files.maxDatabaseBytes !== undefined && files.maxDatabaseBytes !== null) {
+        const pageBytes = db.pragma('page_size', { simple: true }) as number;
+        // Past it SQLite answers SQLITE_FULL, as a full disk does; it never goes below the current size.
+        db.pragma(`max_page_count = ${Math.max(1, Math.floor(files.maxDatabaseBytes / pageBytes))}`);
+      }
+      if (files.secretFingerprint !== undefined) checkSecret(db, path, files.secretFingerprint);
       return new SqliteStore(db, options, nowMs);
     } catch (error) {
       db.close();
-      throw error;
+      throw DataDirError.from(path, error);
     }
   }
 
@@ -220,10 +248,12 @@ export class SqliteStore implements Store {
       })();
     } catch (error) {
       if (this.today) this.today.dirty = true;
+      this.commitFailure = error as Error;
       const failure = new StoreUnavailableError((error as Error).message, { cause: error });
       for (const pending of batch) pending.fail(failure);
       return;
     }
+    if (this.commitFailure) this.recovered();
     this.apply(effects);
     this.onCommit?.(heartbeats, performance.now() - startedMs);
     let outcome = 0;
@@ -403,25 +433,61 @@ export class SqliteStore implements Store {
     return sketch;
   }
 
+  /**
+   * Ready while commits succeed. After a failed commit, each check is also the retry: a probe write that needs new room
+   * in the database and the WAL, as a heartbeat of a new user does; so readiness comes back once space does, even when
+   * no traffic reaches an instance that is out of rotation.
+   */
   async check(): Promise<void> {
     this.assertOpen();
     try {
-      this.db.exec('BEGIN IMMEDIATE; ROLLBACK');
+      if (this.commitFailure === null) this.db.exec('BEGIN IMMEDIATE; ROLLBACK');
+      else {
+        this.db.transaction(() => {
+          this.statements.probe.run(PROBE_BYTES);
+          this.statements.unprobe.run();
+        })();
+        this.recovered();
+      }
     } catch (error) {
-      throw new StoreUnavailableError((error as Error).message, { cause: error });
+      const reason = (error as Error).message;
+      throw new StoreUnavailableError(this.commitFailure ? `commits fail: ${reason}` : reason, { cause: error });
     }
   }
 
+  /**
+   * Space is back: hand the WAL's room back to the disk at once (TRUNCATE), or a WAL that grew while commits failed
+   * would keep the space just freed, and let in only a few heartbeats.
+   */
+  private recovered(): void {
+    this.commitFailure = null;
+    try {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch {
+      // Still short of room for the checkpoint: the commits succeed, and the next automatic checkpoint retries.
+    }
+  }
+
+  /**
+   * Finishes pending writes, saves today's sketch, checkpoints, closes. The database is closed whatever happens; when
+   * the final save or checkpoint fails (a full disk), a StoreUnavailableError says so after closing: nothing
+   * acknowledged is lost (it is committed, in the WAL, read again at the next open, and today's sketch is rebuilt).
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.writes.drain();
     this.closed = true;
+    let failure: unknown = null;
     try {
       this.saveToday();
       this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch (error) {
+      failure = error;
     } finally {
       this.db.close();
     }
+    if (failure !== null)
+      throw new StoreUnavailableError(`the final save failed: ${(failure as Error).message}`, { cause: failure });
   }
 
   private assertOpen(): void {
@@ -442,6 +508,27 @@ function moveSketches(db: Database.Database): void {
   })();
 }
 
+/**
+ * Only the service's user may read the data (mode 0600, whatever the umask): with the identity secret, the pseudonyms
+ * of address-only clients can be reversed. Done before the first statement, as SQLite gives the -wal and -shm files it
+ * creates the database file's mode; ones left by an older version are tightened too.
+ */
+function restrictToOwner(path: string): void {
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(file)) chmodSync(file, 0o600);
+}
+
+/**
+ * A database file of zero bytes is not a new database but a lost one (truncated, or a failed copy): SQLite would
+ * silently start it empty, and every count again from zero. A new data directory has no file at all.
+ */
+function refuseEmpty(path: string): void {
+  if (statSync(path, { throwIfNoEntry: false })?.size !== 0) return;
+  throw new DataDirError(
+    `${path} is empty (0 bytes), so every count would start again from zero: restore it from a backup ` +
+      '(docs/operations.md), or remove it to start counting afresh',
+  );
+}
+
 /** The data was pseudonymised under one secret: refuses another (a lost, replaced or overridden key). */
 function checkSecret(db: Database.Database, path: string, fingerprint: string): void {
   db.prepare<[string]>("INSERT OR IGNORE INTO meta (key, value) VALUES ('secret', ?)").run(fingerprint);
@@ -451,6 +538,7 @@ function checkSecret(db: Database.Database, path: string, fingerprint: string): 
     flagOf('identitySecret'),
     `${path} was written under a different identity secret, so every known user would count again as new. ` +
       'Restore the secret it was written with (the identity-secret file of the data directory, or the same ' +
-      `configured secret), or start with an empty ${flagOf('dataDir')} to begin counting afresh`,
+      `${flagOf('identitySecretFile')} or ${flagOf('identitySecret')}), or start with an empty ` +
+      `${flagOf('dataDir')} to begin counting afresh`,
   );
 }

@@ -64,6 +64,8 @@ export interface ServerProcess {
   /** Resolves with the exit code (or signal name) when the process ends. */
   exited: Promise<number | string>;
   stderr(): string;
+  /** The log (pino writes to stdout). */
+  stdout(): string;
 }
 
 /** Starts the built CLI (`npm run build` first) on a free port; resolves once it listens. */
@@ -73,6 +75,7 @@ export async function startServer(args: readonly string[], env: Record<string, s
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
+  let stdout = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<number | string>((resolve) =>
     child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)),
@@ -81,6 +84,7 @@ export async function startServer(args: readonly string[], env: Record<string, s
     const lines = createInterface({ input: child.stdout });
     const timer = setTimeout(() => reject(new Error(`server did not start in 20 s: ${stderr}`)), 20_000);
     lines.on('line', (line) => {
+      stdout += `${line}\n`;
       const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line);
       if (match) {
         clearTimeout(timer);
@@ -92,7 +96,7 @@ export async function startServer(args: readonly string[], env: Record<string, s
       reject(new Error(`server exited (${code}) before listening: ${stderr}`));
     });
   });
-  return { child, url, exited, stderr: () => stderr };
+  return { child, url, exited, stderr: () => stderr, stdout: () => stdout };
 }
 
 /** Runs the built CLI to completion. */

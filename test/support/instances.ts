@@ -11,6 +11,8 @@ export interface Instance {
   /** Resolves with the exit code (or signal name) when the process ends. */
   exited: Promise<number | string>;
   stderr(): string;
+  /** The log (pino writes to stdout). */
+  stdout(): string;
   /** SIGKILL, then waits for the process to be gone. */
   kill(): Promise<void>;
 }
@@ -31,6 +33,7 @@ export async function startInstance(args: readonly string[]): Promise<Instance> 
   );
   running.add(child);
   let stderr = '';
+  let stdout = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<number | string>((resolve) =>
     child.once('exit', (code, signal) => {
@@ -42,6 +45,7 @@ export async function startInstance(args: readonly string[]): Promise<Instance> 
     const lines = createInterface({ input: child.stdout });
     const timer = setTimeout(() => reject(new Error(`instance did not start in 20 s: ${stderr}`)), 20_000);
     lines.on('line', (line) => {
+      stdout += `${line}\n`;
       const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line);
       if (match) {
         clearTimeout(timer);
@@ -58,6 +62,7 @@ export async function startInstance(args: readonly string[]): Promise<Instance> 
     url,
     exited,
     stderr: () => stderr,
+    stdout: () => stdout,
     async kill() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;
