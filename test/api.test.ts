@@ -479,6 +479,13 @@ describe('dashboard assets', () => {
   before(async () => (t = await testApp()));
   after(() => t.close());
 
+  it('did not say why imported users made "last 30 days" disagree with the chart: the page now says so', async () => {
+    const page = (await t.app.inject({ url: '/' })).body;
+    assert.match(page, /id="coverage"/);
+    assert.match(page, /imported from an earlier system included/);
+    assert.match(page, /only the days this service recorded/);
+  });
+
   it('a weak tag, a list or * in If-None-Match got 200: now 304, as RFC 9110 13.1.2 has it', async () => {
     const first = await t.app.inject({ url: '/' });
     const etag = String(first.headers.etag);
