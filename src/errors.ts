@@ -155,11 +155,11 @@ export class DataDirError extends Error {
 
 /** Another process holds the data directory: start-up (or an import) stops with exit code 3. */
 export class DataDirLockedError extends DataDirError {
-  constructor(
-    readonly dataDir: string,
-    readonly pid: number,
-  ) {
-    super(`the data directory ${dataDir} is in use by process ${pid}; stop it first`);
+  constructor(readonly dataDir: string) {
+    super(
+      `the data directory ${dataDir} is in use by another online-stats process (on this machine, or in another ` +
+        'container sharing the volume); stop it first',
+    );
     this.name = 'DataDirLockedError';
   }
 }

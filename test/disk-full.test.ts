@@ -2,7 +2,7 @@
 // the WAL hands its room back when space returns, and SIGTERM still exits 0 and releases the lock. The disk is full
 // for real as SQLite sees it: its max_page_count (--max-database-size) makes a real file answer SQLITE_FULL.
 import assert from 'node:assert/strict';
-import { existsSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
@@ -11,7 +11,7 @@ import { ManualClock } from '../src/clock.js';
 import { defaultConfig } from '../src/config.js';
 import { storeOptions } from '../src/open-store.js';
 import { DATABASE_FILE, SqliteStore } from '../src/store/sqlite.js';
-import { SECRET, T0, startServer, tempDir } from './support/app.js';
+import { SECRET, T0, lockIsFree, startServer, tempDir } from './support/app.js';
 
 const KIB = 1024;
 const unlimited = ['--rate-limit', 'off', '--read-rate-limit', 'off', '--address-rate-limit', 'off'];
@@ -123,7 +123,7 @@ describe('disk full', () => {
     } finally {
       server.child.kill('SIGKILL');
     }
-    assert.ok(!existsSync(join(dir.path, 'online-stats.lock')), 'the data directory lock is released');
+    assert.ok(lockIsFree(dir.path), 'the data directory lock is released');
     const log = server.stdout();
     assert.doesNotMatch(log + server.stderr(), /(\n|\\n)\s+at /, 'no stack');
     const shutdown = log.split('\n').filter((line) => /final save|shutdown failed/.test(line));

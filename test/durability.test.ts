@@ -8,7 +8,7 @@ import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { Pseudonymizer, identityOf } from '../src/identity.js';
 import { DATABASE_FILE } from '../src/store/sqlite.js';
-import { SECRET, startServer, tempDir, type ServerProcess } from './support/app.js';
+import { SECRET, lockIsFree, startServer, tempDir, type ServerProcess } from './support/app.js';
 
 const pseudonymizer = new Pseudonymizer(SECRET);
 const args = (dataDir: string) => [
@@ -125,7 +125,7 @@ describe('durability', () => {
     const stored = storedIdentities(dir.path);
     const missing = [...traffic.acknowledged].filter((id) => !stored.has(pseudonymizer.pseudonym(identityOf(id, ''))));
     assert.deepEqual(missing, []);
-    assert.ok(!existsSync(join(dir.path, 'online-stats.lock')), 'the data directory lock is released');
+    assert.ok(lockIsFree(dir.path), 'the data directory lock is released');
     const wal = join(dir.path, `${DATABASE_FILE}-wal`);
     assert.ok(!existsSync(wal) || statSync(wal).size === 0, 'the WAL was checkpointed into the database');
   });
@@ -160,7 +160,7 @@ describe('durability', () => {
     halfSent.destroy();
     assert.equal(code, 0, server.stderr());
     assert.ok(drainMs < 5000, `exited ${Math.round(drainMs)} ms after the second signal, not after the 60 s timeout`);
-    assert.ok(!existsSync(join(dir.path, 'online-stats.lock')), 'the data directory lock is released');
+    assert.ok(lockIsFree(dir.path), 'the data directory lock is released');
     const wal = join(dir.path, `${DATABASE_FILE}-wal`);
     assert.ok(!existsSync(wal) || statSync(wal).size === 0, 'the database was checkpointed and closed');
 
@@ -186,7 +186,7 @@ describe('durability', () => {
     dirs.push(dir);
     const server = await startServer(args(dir.path));
     servers.push(server);
-    await assert.rejects(startServer(args(dir.path)), /in use by process/);
+    await assert.rejects(startServer(args(dir.path)), /in use by another online-stats process/);
     server.child.kill('SIGTERM');
     assert.equal(await server.exited, 0);
   });

@@ -6,6 +6,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { DATABASE_FILE } from '../src/store/sqlite.js';
+import { lockDataDir } from '../src/lockfile.js';
 import { SECRET, runCli, startServer, tempDir } from './support/app.js';
 import { runRefusal } from './support/instances.js';
 import { freePort } from './support/redis-server.js';
@@ -72,10 +73,14 @@ describe('start-up failures', () => {
   it('a data directory in use by another process is refused with exit 3 and one line', async () => {
     const dir = dataDir();
     mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'online-stats.lock'), `${process.pid}\n`); // this test's process: alive
-    const { code, stderr } = await serve(dir);
-    assert.equal(code, DATA_DIR, stderr);
-    assert.match(oneLine(stderr), /in use by process \d+; stop it first/);
+    const release = lockDataDir(dir); // this test's process holds it
+    try {
+      const { code, stderr } = await serve(dir);
+      assert.equal(code, DATA_DIR, stderr);
+      assert.match(oneLine(stderr), /in use by another online-stats process .*stop it first/);
+    } finally {
+      release();
+    }
   });
 
   it('Redis down at start exits 4 with one line', async () => {

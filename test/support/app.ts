@@ -9,6 +9,7 @@ import { buildApp, type App, type AppOptions } from '../../src/app.js';
 import { ManualClock } from '../../src/clock.js';
 import { defaultConfig, type Config } from '../../src/config.js';
 import { storeOptions } from '../../src/open-store.js';
+import { lockDataDir } from '../../src/lockfile.js';
 import { DATABASE_FILE, SqliteStore } from '../../src/store/sqlite.js';
 
 export const SECRET = 'test-secret-0123456789abcdef0123456789abcdef';
@@ -32,6 +33,16 @@ export interface TestAppOptions {
   logger?: AppOptions['logger'];
   /** Called before the app is ready, to add a hook. */
   prepare?(app: App): void;
+}
+
+/** Whether no process holds the data directory's lock (it is taken and given back at once to find out). */
+export function lockIsFree(dataDir: string): boolean {
+  try {
+    lockDataDir(dataDir)();
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** An app on a fresh SQLite file, driven by app.inject() and a manual clock. */
