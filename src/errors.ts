@@ -29,7 +29,6 @@ export const ERRORS = {
   BAD_REQUEST: { status: 400, message: '%s' },
   NOT_FOUND: { status: 404, message: 'no route %s %s' },
   STORE_UNAVAILABLE: { status: 503, message: 'the store is unavailable: %s' },
-  TOO_MANY_STREAMS: { status: 503, message: 'too many live streams are open (%s); retry later' },
   SHUTTING_DOWN: { status: 503, message: 'the service is shutting down' },
   /** A bug: the answer says no more than this, the log has the stack. */
   INTERNAL: { status: 500, message: 'internal error' },

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { request, type IncomingMessage } from 'node:http';
 import { describe, it } from 'node:test';
 import { PassThrough, Writable } from 'node:stream';
-import { broadcast, MAX_BACKLOG_BYTES } from '../src/routes/events.js';
+import { broadcast, MAX_BACKLOG_BYTES, MAX_STREAMS_PER_ADDRESS } from '../src/routes/events.js';
 import { testApp } from './support/app.js';
 
 interface LiveEvent {
@@ -114,4 +114,40 @@ describe('live events', () => {
       await t.close();
     }
   });
+
+  it(
+    'gave two of three tabs a 429 and had no CORS header: now every tab streams, and over the limit it says retry',
+    {
+      timeout: 30_000,
+    },
+    async () => {
+      // The default read limit (1/s) on purpose: streams must not spend it.
+      const t = await testApp({ corsOrigins: Object.freeze(['https://app.example']) });
+      const controllers: AbortController[] = [];
+      try {
+        const url = await t.app.listen({ port: 0, host: '127.0.0.1' });
+        const open = async () => {
+          const controller = new AbortController();
+          controllers.push(controller);
+          return fetch(`${url}/events`, { headers: { origin: 'https://app.example' }, signal: controller.signal });
+        };
+        const tabs = await Promise.all([open(), open(), open()]);
+        for (const tab of tabs) {
+          assert.equal(tab.status, 200);
+          assert.equal(tab.headers.get('access-control-allow-origin'), 'https://app.example');
+          const first = (await events(tab.body!).next()).value as LiveEvent;
+          assert.equal(first.online_clients_count, 0);
+        }
+        for (let n = 3; n < MAX_STREAMS_PER_ADDRESS; n++) assert.equal((await open()).status, 200);
+        const over = await open();
+        assert.equal(over.status, 200, 'a browser gives up on a 429 or 503 for good');
+        const text = await over.text();
+        assert.match(text, /retry: 30000/);
+        assert.doesNotMatch(text, /event: online/);
+      } finally {
+        for (const controller of controllers) controller.abort();
+        await t.close();
+      }
+    },
+  );
 });

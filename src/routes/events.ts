@@ -1,9 +1,9 @@
 // GET /events: a Server-Sent Events stream of the online count and per-channel counts, live.
-import type { ServerResponse } from 'node:http';
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Writable } from 'node:stream';
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { AppDeps } from '../http/deps.js';
-import { serviceError } from '../errors.js';
+import { addressBlockIdentity } from '../identity.js';
 import { ClientIdHeaders } from './schemas.js';
 
 /** How often the figures are read and, when changed, pushed: at most one event a second. */
@@ -12,6 +12,14 @@ const POLL_INTERVAL_MS = 1000;
 const KEEPALIVE_MS = 15_000;
 /** Most streams open at once; each costs a socket and a few hundred bytes. */
 export const MAX_STREAMS = 10_000;
+/**
+ * Most streams open at once from one IPv4 address or IPv6 /64: several tabs of several people
+ * behind one NAT. Streams have this limit instead of the read rate limit: at 1 read a second, of
+ * three tabs opened at once two were refused with a 429, which EventSource never retries.
+ */
+export const MAX_STREAMS_PER_ADDRESS = 32;
+/** Over a limit, the stream is accepted and ended at once with this retry: EventSource comes back then. */
+const OVER_LIMIT_RETRY_MS = 30_000;
 /**
  * A stream with more than this waiting in the process, unsent, is dropped: its client stopped
  * reading, and the kernel's send buffer (bounded by net.ipv4.tcp_wmem) is full already. At an
@@ -41,6 +49,8 @@ export function broadcast(streams: Set<Writable>, text: string, maxBacklogBytes 
 export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
   const { store, clock } = deps;
   const streams = new Set<Writable>();
+  /** Open streams per address block (its canonical text, held in memory only). */
+  const perAddress = new Map<string, number>();
   let last = '';
   let timer: NodeJS.Timeout | null = null;
   let keepalive: NodeJS.Timeout | null = null;
@@ -88,7 +98,9 @@ export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
         summary: 'Live online count and channel counts (Server-Sent Events)',
         description:
           'Sends `event: online` with `{"online_clients_count", "channels", "at"}` on connect and whenever the figures change, ' +
-          'at most once a second. With an API token configured, send it in the Authorization header (read the stream with fetch).',
+          'at most once a second. With an API token configured, send it in the Authorization header (read the stream with fetch). ' +
+          `Streams spend no read budget; at most ${MAX_STREAMS_PER_ADDRESS} are open per address, and past that (or the ` +
+          `service's ${MAX_STREAMS}) the stream ends at once with a retry: of ${OVER_LIMIT_RETRY_MS / 1000} s.`,
         tags: ['analytics'],
         headers: ClientIdHeaders,
         response: {
@@ -98,27 +110,39 @@ export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
           503: Type.Ref('Error'),
         },
       },
-      config: { auth: 'token', budget: 'read' },
-      preHandler: async () => {
-        if (streams.size >= MAX_STREAMS) throw serviceError('TOO_MANY_STREAMS', MAX_STREAMS);
-      },
+      // No read budget: a stream is one request that lasts, limited by how many are open at once.
+      config: { auth: 'token' },
     },
     async (request, reply) => {
       // HEAD (which Fastify adds for every GET) asks for the headers only: it must not become a stream.
       if (request.method === 'HEAD') {
         return reply.type('text/event-stream; charset=utf-8').header('cache-control', 'no-cache, no-transform').send();
       }
-      const first = await snapshot();
+      const block = addressBlockIdentity(deps.guards.callerOf(request).address);
+      const fromBlock = perAddress.get(block) ?? 0;
+      const full = streams.size >= MAX_STREAMS || fromBlock >= MAX_STREAMS_PER_ADDRESS;
+      const first = full ? '' : await snapshot();
       reply.hijack();
       const stream: ServerResponse = reply.raw;
+      // The headers the hooks set (CORS among them) are on the reply; a hijacked answer writes its own.
+      const fromHooks: OutgoingHttpHeaders = {};
+      for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) fromHooks[name] = value;
       stream.writeHead(200, {
+        ...fromHooks,
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-cache, no-transform',
         connection: 'keep-alive',
         'x-accel-buffering': 'no',
       });
+      if (full) {
+        const which =
+          fromBlock >= MAX_STREAMS_PER_ADDRESS ? `${MAX_STREAMS_PER_ADDRESS} from this address` : MAX_STREAMS;
+        stream.end(`: too many live streams are open (${which}); retry later\nretry: ${OVER_LIMIT_RETRY_MS}\n\n`);
+        return;
+      }
       stream.write(`retry: 2000\n${event(first)}`);
       streams.add(stream);
+      perAddress.set(block, fromBlock + 1);
       if (streams.size === 1) {
         last = first;
         timer = setInterval(() => void poll(), POLL_INTERVAL_MS);
@@ -128,6 +152,9 @@ export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
       }
       request.raw.once('close', () => {
         streams.delete(stream);
+        const left = (perAddress.get(block) ?? 1) - 1;
+        if (left > 0) perAddress.set(block, left);
+        else perAddress.delete(block);
         if (streams.size === 0) stopTimers();
       });
     },
