@@ -43,7 +43,12 @@ export function broadcast(streams: Set<Writable>, text: string, maxBacklogBytes 
 
 /**
  * One poller per instance reads the store once a second while anyone listens and sends the same
- * event to every stream. Reading the store (not this instance's own traffic) is what makes every
+ * event to every stream.
+ *
+ * Written to the raw response rather than with @fastify/sse: that plugin is built around one
+ * producer per reply (send() awaited for backpressure), while this is one event fanned out to up to
+ * 10,000 streams, dropping those that fall behind (broadcast()); and at 0.6 it requires Node
+ * 20.20.2 or later, where this service supports every Node 20. Reading the store (not this instance's own traffic) is what makes every
  * instance in front of a shared store show the same figures.
  */
 export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {

@@ -102,7 +102,7 @@ export async function liveService(
       if (entry) entry.status = reply.statusCode;
     });
     setup?.(app);
-    await app.listen({ host: '127.0.0.1', port: 0 });
+    await app.listen({ host: '127.0.0.1', port: config.port });
     const { port } = app.server.address() as AddressInfo;
     return {
       app,
