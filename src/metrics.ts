@@ -11,6 +11,8 @@ export interface Metrics {
   connectionClosed(): void;
   /** A connection closed as soon as it was accepted: `total_limit` or `address_limit`. */
   connectionRefused(reason: ConnectionRefusal): void;
+  /** Live /events streams open now. */
+  liveStreams(open: number): void;
 }
 
 export type ConnectionRefusal = 'total_limit' | 'address_limit';
@@ -65,6 +67,11 @@ export function createMetrics(countOnline: () => Promise<number>, defaults = tru
     labelNames: ['reason'],
     registers: [registry],
   });
+  const streams = new Gauge({
+    name: 'online_stats_live_streams',
+    help: 'Live /events streams open now',
+    registers: [registry],
+  });
   new Gauge({
     name: 'online_stats_online_clients',
     help: 'Identities online now',
@@ -88,5 +95,6 @@ export function createMetrics(countOnline: () => Promise<number>, defaults = tru
     connectionOpened: () => connectionsOpen.inc(),
     connectionClosed: () => connectionsOpen.dec(),
     connectionRefused: (reason) => connectionsRefused.inc({ reason }),
+    liveStreams: (open) => streams.set(open),
   };
 }

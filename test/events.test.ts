@@ -144,6 +144,14 @@ describe('live events', () => {
         const text = await over.text();
         assert.match(text, /retry: 30000/);
         assert.doesNotMatch(text, /event: online/);
+        // Streams were missing from the request metrics (a hijacked reply skips onResponse).
+        const metrics = (await t.app.inject({ url: '/metrics' })).body;
+        const opened = MAX_STREAMS_PER_ADDRESS + 1;
+        assert.match(
+          metrics,
+          new RegExp(`online_stats_http_requests_total\\{[^}]*route="/events"[^}]*\\} ${opened}\\b`),
+        );
+        assert.match(metrics, new RegExp(`online_stats_live_streams ${MAX_STREAMS_PER_ADDRESS}\\b`));
       } finally {
         for (const controller of controllers) controller.abort();
         await t.close();

@@ -3,10 +3,13 @@ import type { FastifyInstance } from 'fastify';
 import type { Metrics } from '../metrics.js';
 
 const INGEST_ROUTES = new Set(['/heartbeat', '/heartbeats']);
+const LIVE_STREAM_ROUTE = '/events';
 
 export function installRequestMetrics(app: FastifyInstance, metrics: Metrics): void {
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
+    // A live stream is counted by its route when it starts: here it would count only once it ended.
+    if (route === LIVE_STREAM_ROUTE && request.method === 'GET' && reply.statusCode === 200) return;
     metrics.request(route, request.method, reply.statusCode, reply.elapsedTime / 1000);
     if (reply.statusCode >= 400 && INGEST_ROUTES.has(route))
       metrics.heartbeatsRejected(rejectionReason(reply.statusCode));

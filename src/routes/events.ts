@@ -48,8 +48,9 @@ export function broadcast(streams: Set<Writable>, text: string, maxBacklogBytes 
  * Written to the raw response rather than with @fastify/sse: that plugin is built around one
  * producer per reply (send() awaited for backpressure), while this is one event fanned out to up to
  * 10,000 streams, dropping those that fall behind (broadcast()); and at 0.6 it requires Node
- * 20.20.2 or later, where this service supports every Node 20. Reading the store (not this instance's own traffic) is what makes every
- * instance in front of a shared store show the same figures.
+ * 20.20.2 or later, where this service supports every Node 20. Reading the store (not this
+ * instance's own traffic) is what makes every instance in front of a shared store show the same
+ * figures.
  */
 export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
   const { store, clock } = deps;
@@ -139,6 +140,9 @@ export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
         connection: 'keep-alive',
         'x-accel-buffering': 'no',
       });
+      // Counted when it starts (its duration: until its first event is written), not when it ends
+      // (request-metrics.ts leaves streams out), so a scrape sees the streams that are open.
+      deps.metrics.request('/events', 'GET', 200, reply.elapsedTime / 1000);
       if (full) {
         const which =
           fromBlock >= MAX_STREAMS_PER_ADDRESS ? `${MAX_STREAMS_PER_ADDRESS} from this address` : MAX_STREAMS;
@@ -148,6 +152,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
       stream.write(`retry: 2000\n${event(first)}`);
       streams.add(stream);
       perAddress.set(block, fromBlock + 1);
+      deps.metrics.liveStreams(streams.size);
       if (streams.size === 1) {
         last = first;
         timer = setInterval(() => void poll(), POLL_INTERVAL_MS);
@@ -160,6 +165,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
         const left = (perAddress.get(block) ?? 1) - 1;
         if (left > 0) perAddress.set(block, left);
         else perAddress.delete(block);
+        deps.metrics.liveStreams(streams.size);
         if (streams.size === 0) stopTimers();
       });
     },
