@@ -1,34 +1,88 @@
 #!/usr/bin/env node
 // The `online-stats` command: parse arguments, call one function (serve or import).
+import { readFileSync } from 'node:fs';
 import { systemClock } from './clock.js';
 import { configFromProcess, settingsHelp } from './config.js';
 import { ConfigError, EXIT_CODES, exitCodeOf, exitCodesHelp } from './errors.js';
 
-const HELP = `online-stats: how many of your users are online now, and how many were active lately.
+/** What `import` reads of the settings: where the data goes and how it is pseudonymised and counted. */
+const IMPORT_SETTINGS = [
+  'dataDir',
+  'identitySecret',
+  'identitySecretFile',
+  'heartbeatTimeoutMs',
+  'maxDays',
+  'maxChannels',
+  'timeZone',
+  'maxDatabaseBytes',
+] as const;
+
+const USAGE = `online-stats: how many of your users are online now, and how many were active lately.
 
 Usage:
   online-stats serve [flags]                 run the HTTP service (API, /docs, dashboard)
   online-stats import <users_data.json> [flags]
                                              migrate the FastAPI demo's data file into the
                                              embedded store (idempotent; stop the service first)
-  online-stats --help                        this text
+  online-stats <command> --help              the flags of one command
+  online-stats --version                     the version
+`;
 
-Flags (each also read from the environment variable shown; flags win):
+const HELP = `${USAGE}
+Flags of serve (each also read from the environment variable shown; flags win):
 ${settingsHelp()}
 
 Exit codes:
 ${exitCodesHelp()}
 `;
 
+const COMMAND_HELP: Record<string, string> = {
+  serve: `online-stats serve [flags]: run the HTTP service (API, /docs, dashboard).
+
+Flags (each also read from the environment variable shown; flags win):
+${settingsHelp()}
+
+Exit codes:
+${exitCodesHelp()}
+`,
+  import: `online-stats import <users_data.json> [flags]: migrate the FastAPI demo's data file into the
+embedded store. Idempotent; stop the service first (it holds the data directory).
+
+Flags (each also read from the environment variable shown; flags win):
+${settingsHelp(IMPORT_SETTINGS)}
+
+Exit codes:
+${exitCodesHelp()}
+`,
+};
+
+/** The package's version, from its package.json (next to dist/ when built, one level up from the sources). */
+function version(): string {
+  for (const candidate of ['../../package.json', '../package.json']) {
+    try {
+      const json = JSON.parse(readFileSync(new URL(candidate, import.meta.url), 'utf8')) as { version?: unknown };
+      if (typeof json.version === 'string') return json.version;
+    } catch {
+      // Not there: the other layout.
+    }
+  }
+  return 'unknown';
+}
+
+const asksHelp = (args: readonly string[]) => args.includes('--help') || args.includes('-h');
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  if (
-    command === undefined ||
-    command === '--help' ||
-    command === '-h' ||
-    command === 'help' ||
-    rest.includes('--help')
-  ) {
+  if (command === '--version' || command === '-v' || command === 'version') {
+    process.stdout.write(`${version()}\n`);
+    return EXIT_CODES.OK.code;
+  }
+  const commandHelp = command === undefined ? undefined : COMMAND_HELP[command];
+  if (commandHelp !== undefined && asksHelp(rest)) {
+    process.stdout.write(commandHelp);
+    return EXIT_CODES.OK.code;
+  }
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(HELP);
     return command === undefined ? EXIT_CODES.CONFIG.code : EXIT_CODES.OK.code;
   }

@@ -531,9 +531,11 @@ export function defaultConfig(overrides: Partial<Config> = {}): Readonly<Config>
 }
 
 /** Help lines for the CLI and the README's configuration table. */
-export function settingsHelp(): string {
-  return SETTINGS.map(
-    (s) =>
-      `  --${s.flag} <value>`.padEnd(31) + ` ${s.help} [${s.env}; default: ${s.default === '' ? 'none' : s.default}]`,
-  ).join('\n');
+export function settingsHelp(keys?: readonly (keyof Config)[]): string {
+  return SETTINGS.filter((s) => keys === undefined || keys.includes(s.key))
+    .map(
+      (s) =>
+        `  --${s.flag} <value>`.padEnd(31) + ` ${s.help} [${s.env}; default: ${s.default === '' ? 'none' : s.default}]`,
+    )
+    .join('\n');
 }

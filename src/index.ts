@@ -1,4 +1,4 @@
-// The library entry point (`import { serve } from 'online-stats'`): embed the service or build on its parts.
+// The library entry point (`import { serve } from 'online-stats-server'`): embed the service or build on its parts.
 export { buildApp, type App, type AppOptions } from './app.js';
 export { createCalendar } from './calendar.js';
 export { ManualClock, systemClock, type Clock } from './clock.js';

@@ -121,6 +121,33 @@ describe('configuration', () => {
   });
 });
 
+describe('the command line', () => {
+  it('had no --version: it prints the package version', async () => {
+    const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+      version: string;
+    };
+    for (const flag of ['--version', '-v']) {
+      const result = await runCli([flag]);
+      assert.equal(result.code, 0);
+      assert.equal(result.stdout, `${version}\n`);
+    }
+  });
+
+  it('refused "serve -h" and printed every flag for import: each command has its own help', async () => {
+    const serve = await runCli(['serve', '-h']);
+    assert.equal(serve.code, 0, serve.stderr);
+    assert.match(serve.stdout, /^online-stats serve/);
+    assert.match(serve.stdout, /--port/);
+    const help = await runCli(['import', '--help']);
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /^online-stats import <users_data.json>/);
+    assert.match(help.stdout, /--data-dir/);
+    assert.match(help.stdout, /--identity-secret-file/);
+    for (const flag of ['--port', '--rate-limit', '--cors-origin'])
+      assert.ok(!help.stdout.includes(flag), `import --help does not list ${flag}`);
+  });
+});
+
 describe('the README', () => {
   it('lists every setting with its flag, environment variable and default', () => {
     const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
