@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { InjectOptions } from 'fastify';
 import { parseRate } from '../src/config.js';
+import { parseList } from 'structured-headers';
 import { gcra } from '../src/ratelimit/limiter.js';
 import { MemoryRateLimiterStore } from '../src/ratelimit/memory.js';
 import { testApp, type TestApp } from './support/app.js';
@@ -93,6 +94,49 @@ describe('GCRA decisions', () => {
   });
 });
 
+/**
+ * A RateLimit or RateLimit-Policy field parsed as an RFC 9651 List by a kept parser (a malformed field
+ * throws), as [name, parameters]. Draft-07's `limit=1, remaining=0` was no such list of strings.
+ */
+function fields(value: unknown): [string, Record<string, unknown>][] {
+  assert.equal(typeof value, 'string', 'the field is present');
+  return parseList(value as string).map(([item, params]) => {
+    assert.equal(typeof item, 'string', `the policy name is a string: ${String(value)}`);
+    return [item as string, Object.fromEntries(params)];
+  });
+}
+
+describe('RateLimit fields on every limited answer', () => {
+  it('came only with 429 and in draft-07 syntax: now every answer carries both limits, as Structured Fields', async () => {
+    const t = await testApp({ readRateLimit: { count: 3, periodMs: 60_000, burst: 3 } });
+    try {
+      const read = () => t.app.inject({ url: '/online_clients', remoteAddress: '192.0.2.9' });
+      const first = await read();
+      assert.equal(first.statusCode, 200);
+      assert.deepEqual(fields(first.headers['ratelimit-policy']), [
+        ['read', { q: 3, w: 60 }],
+        ['address', { q: 50, w: 1, burst: 100 }],
+      ]);
+      assert.deepEqual(fields(first.headers.ratelimit), [
+        ['read', { r: 2, t: 20 }],
+        ['address', { r: 99, t: 1 }],
+      ]);
+      await read();
+      const third = await read();
+      assert.deepEqual(fields(third.headers.ratelimit)[0], ['read', { r: 0, t: 60 }]);
+      const refused = await read();
+      assert.equal(refused.statusCode, 429);
+      const retryAfter = Number(refused.headers['retry-after']);
+      assert.equal(retryAfter, 20);
+      const [, limit] = fields(refused.headers.ratelimit)[0] as [string, { r: number; t: number }];
+      assert.equal(limit.r, 0);
+      assert.ok(limit.t >= retryAfter, `t=${limit.t} is never earlier than Retry-After: ${retryAfter}`);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
 describe('rate limits over HTTP', () => {
   let t: TestApp;
   before(async () => (t = await testApp({ trustProxy: Object.freeze(['10.0.0.0/8']) })));
@@ -105,8 +149,11 @@ describe('rate limits over HTTP', () => {
     const res = await hit({ remoteAddress: '192.0.2.1' });
     assert.equal(res.statusCode, 429);
     assert.equal(res.headers['retry-after'], '1');
-    assert.equal(res.headers['ratelimit-policy'], '1;w=1');
-    assert.match(String(res.headers.ratelimit), /^limit=1, remaining=0, reset=1$/);
+    assert.deepEqual(fields(res.headers['ratelimit-policy']), [
+      ['ingest', { q: 1, w: 1 }],
+      ['address', { q: 50, w: 1, burst: 100 }],
+    ]);
+    assert.deepEqual(fields(res.headers.ratelimit), [['ingest', { r: 0, t: 1 }]], 'the refusing limit, r=0');
     assert.equal(res.json().code, 'OS_RATE_LIMITED');
     assert.equal(res.json().detail.startsWith('Too Many Requests'), true, 'the demo clients read detail');
     t.clock.advance(600);
@@ -120,7 +167,9 @@ describe('rate limits over HTTP', () => {
       slow.clock.advance(1500);
       const res = await slow.app.inject({ method: 'POST', url: '/heartbeat' });
       assert.equal(res.headers['retry-after'], '59');
-      assert.equal(res.headers['ratelimit-policy'], '1;w=60');
+      assert.deepEqual(fields(res.headers['ratelimit-policy'])[0], ['ingest', { q: 1, w: 60 }]);
+      // Both drafts forbid a reset earlier than Retry-After: 3/m once sent Retry-After: 20 with reset=60 the other way.
+      assert.deepEqual(fields(res.headers.ratelimit)[0], ['ingest', { r: 0, t: 59 }]);
     } finally {
       await slow.close();
     }

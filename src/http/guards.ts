@@ -6,6 +6,7 @@ import type { Config, Rate } from '../config.js';
 import { serviceError } from '../errors.js';
 import { addressBlockIdentity, canonicalAddress, identityOf, type Pseudonymizer } from '../identity.js';
 import { gcra, type RateLimiterStore } from '../ratelimit/limiter.js';
+import { limitField, policyField, type AppliedLimit, type Policy } from './ratelimit-headers.js';
 
 export interface Caller {
   /** The caller's address (socket, or X-Forwarded-For past trusted proxies), normalised. */
@@ -88,12 +89,22 @@ export function createGuards(
     return caller;
   };
 
-  const deny = (reply: FastifyReply, rate: Rate, retryAfterMs: number, resetMs: number): never => {
+  /** The limits that applied go out on every answer, allowed or not, so clients can pace themselves. */
+  const announce = (reply: FastifyReply, policies: readonly Policy[], limits: readonly AppliedLimit[]): void => {
+    if (policies.length === 0) return;
+    reply.header('ratelimit-policy', policyField(policies));
+    reply.header('ratelimit', limitField(limits));
+  };
+
+  const deny = (
+    reply: FastifyReply,
+    policies: readonly Policy[],
+    limits: readonly AppliedLimit[],
+    retryAfterMs: number,
+  ): never => {
     const retryAfterSeconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
-    const windowSeconds = Math.max(1, Math.ceil(rate.periodMs / 1000));
+    announce(reply, policies, limits);
     reply.header('retry-after', String(retryAfterSeconds));
-    reply.header('ratelimit-policy', `${rate.count};w=${windowSeconds}`);
-    reply.header('ratelimit', `limit=${rate.count}, remaining=0, reset=${Math.max(1, Math.ceil(resetMs / 1000))}`);
     throw serviceError('RATE_LIMITED', retryAfterSeconds);
   };
 
@@ -114,7 +125,10 @@ export function createGuards(
       const failures = authFailures.get(block);
       // Over its budget of wrong tokens, the block is refused before the token is even compared.
       const next = gcra(failures, AUTH_FAILURE_RATE, now);
-      if (!next.decision.allowed) deny(reply, AUTH_FAILURE_RATE, next.decision.retryAfterMs, next.decision.resetMs);
+      if (!next.decision.allowed) {
+        const auth = { name: 'auth', rate: AUTH_FAILURE_RATE } as const;
+        deny(reply, [auth], [{ ...auth, decision: next.decision }], next.decision.retryAfterMs);
+      }
       const header = request.headers.authorization;
       // The scheme is case-insensitive (RFC 9110 section 11.1): "bearer" is as good as "Bearer".
       const match = typeof header === 'string' ? /^bearer[ \t]+(.*)$/i.exec(header) : null;
@@ -130,17 +144,24 @@ export function createGuards(
       const rate = rates[budget];
       const caller = callerOf(request);
       const now = nowMs();
+      const policies: Policy[] = [];
+      if (rate !== null) policies.push({ name: budget, rate });
+      if (config.addressRateLimit !== null) policies.push({ name: 'address', rate: config.addressRateLimit });
+      const limits: AppliedLimit[] = [];
       if (rate !== null) {
         const decision = await limiter.take(limiterKey(budget, caller.identity), rate, now, cost);
-        if (!decision.allowed) deny(reply, rate, decision.retryAfterMs, decision.resetMs);
+        limits.push({ name: budget, rate, decision });
+        if (!decision.allowed) deny(reply, policies, limits, decision.retryAfterMs);
       }
       // Every caller's address block has a cap too: clients that name themselves could rotate ids,
       // and clients that do not could rotate IPv6 addresses inside their /64, to escape their own limit.
       if (config.addressRateLimit !== null) {
         const key = limiterKey('addr', pseudonymizer.pseudonym(addressBlockIdentity(caller.address)));
         const decision = await limiter.take(key, config.addressRateLimit, now);
-        if (!decision.allowed) deny(reply, config.addressRateLimit, decision.retryAfterMs, decision.resetMs);
+        limits.push({ name: 'address', rate: config.addressRateLimit, decision });
+        if (!decision.allowed) deny(reply, policies, limits, decision.retryAfterMs);
       }
+      announce(reply, policies, limits);
     },
   };
 }
