@@ -90,20 +90,34 @@ export function createGuards(
   };
 
   /** The limits that applied go out on every answer, allowed or not, so clients can pace themselves. */
-  const announce = (reply: FastifyReply, policies: readonly Policy[], limits: readonly AppliedLimit[]): void => {
-    if (policies.length === 0) return;
-    reply.header('ratelimit-policy', policyField(policies));
+  // The policies of each budget never change: their field is spelt once, not on every heartbeat.
+  const policyOf = (budget: Budget): string | null => {
+    const policies: Policy[] = [];
+    if (rates[budget] !== null) policies.push({ name: budget, rate: rates[budget] });
+    if (config.addressRateLimit !== null) policies.push({ name: 'address', rate: config.addressRateLimit });
+    return policies.length === 0 ? null : policyField(policies);
+  };
+  const policyFields: Record<Budget, string | null> = {
+    ingest: policyOf('ingest'),
+    read: policyOf('read'),
+    batch: policyOf('batch'),
+  };
+  const authPolicyField = policyField([{ name: 'auth', rate: AUTH_FAILURE_RATE }]);
+
+  const announce = (reply: FastifyReply, policy: string | null, limits: readonly AppliedLimit[]): void => {
+    if (policy === null) return;
+    reply.header('ratelimit-policy', policy);
     reply.header('ratelimit', limitField(limits));
   };
 
   const deny = (
     reply: FastifyReply,
-    policies: readonly Policy[],
+    policy: string | null,
     limits: readonly AppliedLimit[],
     retryAfterMs: number,
   ): never => {
     const retryAfterSeconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
-    announce(reply, policies, limits);
+    announce(reply, policy, limits);
     reply.header('retry-after', String(retryAfterSeconds));
     throw serviceError('RATE_LIMITED', retryAfterSeconds);
   };
@@ -126,8 +140,8 @@ export function createGuards(
       // Over its budget of wrong tokens, the block is refused before the token is even compared.
       const next = gcra(failures, AUTH_FAILURE_RATE, now);
       if (!next.decision.allowed) {
-        const auth = { name: 'auth', rate: AUTH_FAILURE_RATE } as const;
-        deny(reply, [auth], [{ ...auth, decision: next.decision }], next.decision.retryAfterMs);
+        const limit = { name: 'auth', rate: AUTH_FAILURE_RATE, decision: next.decision } as const;
+        deny(reply, authPolicyField, [limit], next.decision.retryAfterMs);
       }
       const header = request.headers.authorization;
       // The scheme is case-insensitive (RFC 9110 section 11.1): "bearer" is as good as "Bearer".
@@ -144,14 +158,12 @@ export function createGuards(
       const rate = rates[budget];
       const caller = callerOf(request);
       const now = nowMs();
-      const policies: Policy[] = [];
-      if (rate !== null) policies.push({ name: budget, rate });
-      if (config.addressRateLimit !== null) policies.push({ name: 'address', rate: config.addressRateLimit });
+      const policy = policyFields[budget];
       const limits: AppliedLimit[] = [];
       if (rate !== null) {
         const decision = await limiter.take(limiterKey(budget, caller.identity), rate, now, cost);
         limits.push({ name: budget, rate, decision });
-        if (!decision.allowed) deny(reply, policies, limits, decision.retryAfterMs);
+        if (!decision.allowed) deny(reply, policy, limits, decision.retryAfterMs);
       }
       // Every caller's address block has a cap too: clients that name themselves could rotate ids,
       // and clients that do not could rotate IPv6 addresses inside their /64, to escape their own limit.
@@ -159,9 +171,9 @@ export function createGuards(
         const key = limiterKey('addr', pseudonymizer.pseudonym(addressBlockIdentity(caller.address)));
         const decision = await limiter.take(key, config.addressRateLimit, now);
         limits.push({ name: 'address', rate: config.addressRateLimit, decision });
-        if (!decision.allowed) deny(reply, policies, limits, decision.retryAfterMs);
+        if (!decision.allowed) deny(reply, policy, limits, decision.retryAfterMs);
       }
-      announce(reply, policies, limits);
+      announce(reply, policy, limits);
     },
   };
 }
