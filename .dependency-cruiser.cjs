@@ -16,28 +16,28 @@ module.exports = {
       comment:
         'A store knows the domain, not who asks: it never imports routes, the request pipeline, the app or the limiter.',
       from: { path: '^src/store/' },
-      to: { path: '^src/(routes|http|ratelimit)/|^src/(app|server|open-store|cli)\\.ts$' },
+      to: { path: '^src/(routes|http|ratelimit)/|^src/(app|plugin|server|open-store|cli)\\.ts$' },
     },
     {
       name: 'limiter-knows-no-store',
       severity: 'error',
       comment: 'The limiter runs before the store and shares only the Redis plumbing (src/redis/) with it.',
       from: { path: '^src/ratelimit/' },
-      to: { path: '^src/(store|routes|http)/|^src/(app|server|open-store)\\.ts$' },
+      to: { path: '^src/(store|routes|http)/|^src/(app|plugin|server|open-store)\\.ts$' },
     },
     {
       name: 'redis-plumbing-is-shared',
       severity: 'error',
       comment: 'src/redis/ is the base the Redis store and limiter stand on: it imports neither.',
       from: { path: '^src/redis/' },
-      to: { path: '^src/(store|ratelimit|routes|http)/|^src/(app|server|open-store)\\.ts$' },
+      to: { path: '^src/(store|ratelimit|routes|http)/|^src/(app|plugin|server|open-store)\\.ts$' },
     },
     {
       name: 'routes-do-not-import-the-assembly',
       severity: 'error',
       comment: 'Routes receive their dependencies (http/deps.ts); the app that assembles them is above them.',
       from: { path: '^src/(routes|http)/' },
-      to: { path: '^src/(app|server|open-store|cli|index)\\.ts$' },
+      to: { path: '^src/(app|plugin|server|open-store|cli|index)\\.ts$' },
     },
     {
       name: 'pipeline-knows-no-route',

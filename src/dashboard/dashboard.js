@@ -78,6 +78,9 @@ let nextReadAtMs = 0;
  * @returns {Promise<Response>}
  */
 function read(path, signal) {
+  // The service may sit under a prefix of a larger app: paths are taken from where this script was served
+  // (<prefix>/dashboard/dashboard.js), not from the site's root.
+  const url = new URL(`..${path}`, import.meta.url);
   const attempt = queue.then(async () => {
     for (;;) {
       await sleep(nextReadAtMs - Date.now(), signal);
@@ -87,7 +90,7 @@ function read(path, signal) {
         'x-client-id': session.clientId,
       };
       if (session.token) headers.authorization = `Bearer ${session.token}`;
-      const response = await fetch(path, { headers, signal, cache: 'no-store' });
+      const response = await fetch(url, { headers, signal, cache: 'no-store' });
       nextReadAtMs = Date.now() + READ_GAP_MS;
       if (response.status === 429) {
         const seconds = Number(response.headers.get('retry-after'));

@@ -7,7 +7,8 @@ import { RateLimitedLog } from '../rate-limited-log.js';
 
 type RaisedError = Error & { statusCode?: number; code?: string };
 
-export function installErrorHandlers(app: FastifyInstance): void {
+/** `notFound`: also answer unknown URLs (at the app's prefix) in this shape. */
+export function installErrorHandlers(app: FastifyInstance, notFound: boolean): void {
   // A fault refuses every request alike (a full disk, Redis down): one line per reason per window, with a count.
   const log = new RateLimitedLog(app.log);
   app.addHook('onClose', async () => log.flush());
@@ -34,6 +35,7 @@ export function installErrorHandlers(app: FastifyInstance): void {
       detail: message,
     });
   });
+  if (!notFound) return;
   app.setNotFoundHandler((request, reply) => {
     const { statusCode, code, message } = serviceError('NOT_FOUND', request.method, request.url.split('?')[0]);
     void reply.status(statusCode).send({ statusCode, code, error: statusText(statusCode), message });

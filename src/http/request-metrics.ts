@@ -2,10 +2,10 @@
 import type { FastifyInstance } from 'fastify';
 import type { Metrics } from '../metrics.js';
 
-const INGEST_ROUTES = new Set(['/heartbeat', '/heartbeats']);
-const LIVE_STREAM_ROUTE = '/events';
-
+/** Routes are counted by their full URL, so under a host's prefix the routes below carry that prefix. */
 export function installRequestMetrics(app: FastifyInstance, metrics: Metrics): void {
+  const INGEST_ROUTES = new Set([`${app.prefix}/heartbeat`, `${app.prefix}/heartbeats`]);
+  const LIVE_STREAM_ROUTE = `${app.prefix}/events`;
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     // A live stream is counted by its route when it starts: here it would count only once it ended.

@@ -92,10 +92,13 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app) =
     if (type && name !== 'index.html') assets.set(name, asset(readFileSync(`${dir}${name}`), type));
   }
   // Asset URLs in the page carry their content hash, so browsers may keep them for a year and still see a new release.
-  const html = readFileSync(`${dir}index.html`, 'utf8').replace(/\/dashboard\/([\w.-]+)/g, (url, name: string) => {
-    const file = assets.get(name);
-    return file ? `${url}?v=${file.hash}` : url;
-  });
+  // Under a host's prefix, the page's links point there too.
+  const html = readFileSync(`${dir}index.html`, 'utf8')
+    .replace(/\/dashboard\/([\w.-]+)/g, (url, name: string) => {
+      const file = assets.get(name);
+      return `${app.prefix}${file ? `${url}?v=${file.hash}` : url}`;
+    })
+    .replace('href="/docs"', `href="${app.prefix}/docs"`);
   const page = asset(Buffer.from(html), CONTENT_TYPES['.html'] as string);
   const client = loadClientBuild();
   if (!client) app.log.warn('the client SDK is not built (npm run build): /client.js will answer 404');
