@@ -7,6 +7,10 @@ import { ConfigError, EXIT_CODES, exitCodeOf, exitCodesHelp } from './errors.js'
 
 /** What `import` reads of the settings: where the data goes and how it is pseudonymised and counted. */
 const IMPORT_SETTINGS = [
+  'store',
+  'redisUrl',
+  'redisPrefix',
+  'redisShards',
   'dataDir',
   'identitySecret',
   'identitySecretFile',
@@ -23,7 +27,8 @@ Usage:
   online-stats serve [flags]                 run the HTTP service (API, /docs, dashboard)
   online-stats import <users_data.json> [flags]
                                              migrate the FastAPI demo's data file into the
-                                             embedded store (idempotent; stop the service first)
+                                             store (idempotent; checked whole before anything is
+                                             written; with SQLite, stop the service first)
   online-stats <command> --help              the flags of one command
   online-stats --version                     the version
 `;
@@ -46,7 +51,10 @@ Exit codes:
 ${exitCodesHelp()}
 `,
   import: `online-stats import <users_data.json> [flags]: migrate the FastAPI demo's data file into the
-embedded store. Idempotent; stop the service first (it holds the data directory).
+store (--store sqlite, the default, or redis). The whole file is checked before anything is written, so a bad
+entry writes nothing; progress goes to stderr every second. Idempotent: importing again changes nothing. With
+SQLite stop the service first (it holds the data directory); with Redis the instances may keep running, and
+--identity-secret must be theirs.
 
 Flags (each also read from the environment variable shown; flags win):
 ${settingsHelp(IMPORT_SETTINGS)}
@@ -99,9 +107,11 @@ async function main(argv: string[]): Promise<number> {
       return EXIT_CODES.CONFIG.code;
     }
     const config = configFromProcess(rest.slice(1));
-    const { importDemoFile } = await import('./import.js');
-    const count = await importDemoFile(file, config, systemClock, (message) => process.stderr.write(`${message}\n`));
-    process.stdout.write(`imported ${count} users from ${file} into ${config.dataDir}\n`);
+    const { importDemoFile, importDestination } = await import('./import.js');
+    const count = await importDemoFile(file, config, systemClock, {
+      progress: (message) => process.stderr.write(`${message}\n`),
+    });
+    process.stdout.write(`imported ${count} users from ${file} into ${importDestination(config)}\n`);
     return EXIT_CODES.OK.code;
   }
   process.stderr.write(`online-stats: unknown command ${JSON.stringify(command)}; see online-stats --help\n`);

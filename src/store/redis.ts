@@ -128,6 +128,26 @@ export class RedisStore implements Store {
   }
 
   /**
+   * Merges identities last seen at given times (the demo's users_data.json): one ZADD GT per shard, so last seen
+   * only ever rises and importing again changes nothing. Like the SQLite store's import it sets last seen only: the
+   * daily counts and sketches are of heartbeats the service received. Entries older than the retention are dropped
+   * by the next write's housekeeping, as any such identity is.
+   */
+  async importIdentities(entries: readonly { identity: string; lastSeenMs: number }[]): Promise<void> {
+    this.assertOpen();
+    const perShard = new Map<number, (string | Buffer | number)[]>();
+    for (const { identity, lastSeenMs } of entries) {
+      const shard = this.keys.shardOf(identity);
+      let args = perShard.get(shard);
+      if (args === undefined) perShard.set(shard, (args = [this.keys.seen(shard), 'GT']));
+      args.push(lastSeenMs, Buffer.from(identity, 'latin1'));
+    }
+    await this.track(
+      this.redis.run((client) => Promise.all([...perShard.values()].map((args) => client.call('ZADD', args)))),
+    );
+  }
+
+  /**
    * Channels not known here to be online go through the shared limit first: one more round trip,
    * once per channel per instance while it stays online. Returns the channels refused.
    */

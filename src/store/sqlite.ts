@@ -34,6 +34,8 @@ export interface SqliteFileOptions {
   secretFingerprint?: string;
   /** Largest the database may grow, in bytes (SQLite's max_page_count); null or absent: as the disk allows. */
   maxDatabaseBytes?: number | null;
+  /** SQLite's page cache for this connection, in bytes; absent: SQLite's default (2 MiB). */
+  cacheBytes?: number;
 }
 
 type Pending =
@@ -158,6 +160,8 @@ export class SqliteStore implements Store {
       // FULL: the WAL is fsynced at every commit, so an acknowledged heartbeat survives power loss too.
       db.pragma('synchronous = FULL');
       db.pragma('busy_timeout = 5000');
+      // Negative: in KiB rather than pages.
+      if (files.cacheBytes !== undefined) db.pragma(`cache_size = -${Math.ceil(files.cacheBytes / 1024)}`);
       db.exec(SCHEMA);
       moveSketches(db);
       if (files.maxDatabaseBytes !== undefined && files.maxDatabaseBytes !== null) {
@@ -338,7 +342,8 @@ export class SqliteStore implements Store {
 
   /**
    * Merges identities last seen at given times (the demo's users_data.json), in one transaction:
-   * all or nothing. Idempotent: last seen becomes the later, first seen the earlier of old and new.
+   * all or nothing (a caller with many writes them in batches, one call each). Idempotent: last seen becomes the
+   * later, first seen the earlier of old and new.
    */
   importIdentities(
     entries: Iterable<{ identity: string; lastSeenMs: number }>,
