@@ -17,6 +17,7 @@ import { installRequestMetrics } from './http/request-metrics.js';
 import { applyRouteConfig } from './http/route-config.js';
 import { Pseudonymizer, clientIdentity } from './identity.js';
 import { createMetrics } from './metrics.js';
+import { openapiOptions } from './openapi.js';
 import type { RateLimiterStore } from './ratelimit/limiter.js';
 import { MemoryRateLimiterStore } from './ratelimit/memory.js';
 import { analyticsRoutes } from './routes/analytics.js';
@@ -99,16 +100,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     });
   }
 
-  await app.register(swagger, {
-    openapi: {
-      info: {
-        title: 'online-stats',
-        version: '0.1.0',
-        description: 'How many users are online now and how many were active over the last days.',
-      },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-    },
-  });
+  await app.register(swagger, openapiOptions());
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
