@@ -17,6 +17,7 @@ import { applyRouteConfig } from './http/route-config.js';
 import { Pseudonymizer, clientIdentity, loadOrCreateSecret } from './identity.js';
 import { createMetrics } from './metrics.js';
 import { lockDataDir } from './lockfile.js';
+import { openapiOptions } from './openapi.js';
 import { openStore, type OpenedStore } from './open-store.js';
 import type { RateLimiterStore } from './ratelimit/limiter.js';
 import { MemoryRateLimiterStore } from './ratelimit/memory.js';
@@ -91,16 +92,7 @@ export async function installService(app: FastifyInstance, deps: AppDeps, notFou
 
   // A host that documents its own API with @fastify/swagger lists these routes in its document instead.
   if (!app.hasDecorator('swagger')) {
-    await app.register(swagger, {
-      openapi: {
-        info: {
-          title: 'online-stats',
-          version: '0.1.0',
-          description: 'How many users are online now and how many were active over the last days.',
-        },
-        components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-      },
-    });
+    await app.register(swagger, openapiOptions());
     await app.register(swaggerUi, { routePrefix: '/docs' });
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   }

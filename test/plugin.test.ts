@@ -17,7 +17,9 @@ import { browserSkip, launchBrowser } from './support/browser.js';
 /** A host with a route of its own, Fastify's default parsers, and its own error and not-found answers. */
 function hostApp(): FastifyInstance {
   const host = Fastify({ logger: false });
-  host.setErrorHandler((error, _request, reply) => reply.code(418).send({ host: 'error', message: error.message }));
+  host.setErrorHandler((error: Error, _request, reply) =>
+    reply.code(418).send({ host: 'error', message: error.message }),
+  );
   host.setNotFoundHandler((_request, reply) => reply.code(404).send({ host: 'not found' }));
   host.post('/echo', async (request) => ({ got: request.body }));
   host.get('/fail', async () => {

@@ -28,7 +28,7 @@ type Check = (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
 /**
  * Like @fastify/rate-limit's `config.rateLimit`: routes say what they need, and this hook puts the
  * checks in front of the route's own pre-handlers, in the order token, caller, limit (an
- * unauthorised caller spends no budget), and writes the OpenAPI `security` of token routes.
+ * unauthorised caller spends no budget), and writes the OpenAPI `security` of every route (none for open ones).
  * Registered before any route, so it sees them all.
  */
 export function applyRouteConfig(app: FastifyInstance, config: Readonly<Config>, guards: Guards): void {
@@ -39,7 +39,11 @@ export function applyRouteConfig(app: FastifyInstance, config: Readonly<Config>,
   app.addHook('onRoute', (route: RouteOptions) => {
     const needs = route.config ?? {};
     const check = checkFor(needs, guards);
+    // A route that asks for no credential says so (`security: []`): a document that leaves security
+    // out leaves readers guessing whether it needs the token.
     if (needs.auth !== undefined) route.schema = { ...route.schema, security: security[needs.auth] };
+    else if (route.schema !== undefined && route.schema.security === undefined)
+      route.schema = { ...route.schema, security: [] };
     if (check === null) return;
     const own =
       route.preHandler === undefined ? [] : Array.isArray(route.preHandler) ? route.preHandler : [route.preHandler];

@@ -3,7 +3,7 @@ import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typ
 import type { AppDeps } from '../http/deps.js';
 import { parseDayKey, shiftDay } from '../calendar.js';
 import { serviceError } from '../errors.js';
-import { ClientIdHeaders, errorResponses } from './schemas.js';
+import { ChannelCount, ClientIdHeaders, errorResponses } from './schemas.js';
 
 const DAY_MS = 86_400_000;
 /** Longest range of /analytics/daily, in days. */
@@ -15,6 +15,19 @@ const Day = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}$', description: 'YYYY-
 export const DAYS_PER_READ = 31;
 /** Longest stretch of event-loop time one /analytics/daily request takes before letting others run, in ms. */
 const YIELD_AFTER_MS = 4;
+
+/** One day's row of /analytics/daily. */
+const DailyActives = Type.Object(
+  {
+    day: Type.String(),
+    dau: Type.Integer({ description: 'exact' }),
+    wau: Type.Integer({ description: 'estimated' }),
+    mau: Type.Integer({ description: 'estimated' }),
+    new: Type.Integer({ description: 'exact' }),
+    stickiness: Type.Number({ description: 'dau / mau, estimated' }),
+  },
+  { $id: 'DailyActives' },
+);
 
 interface RangeQuery {
   from?: string;
@@ -56,6 +69,7 @@ export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, d
     {
       schema: {
         summary: 'Daily, weekly and monthly actives, new identities and stickiness, per day',
+        operationId: 'getDailyAnalytics',
         description:
           `Days follow the configured time zone (${config.timeZone}). dau and new are exact. wau (7 days ending that day), mau ` +
           '(30 days ending that day) and stickiness (dau/mau) come from HyperLogLog sketches: standard error about 0.8%, and ' +
@@ -67,16 +81,7 @@ export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, d
         response: {
           200: Type.Object({
             time_zone: Type.String(),
-            days: Type.Array(
-              Type.Object({
-                day: Type.String(),
-                dau: Type.Integer({ description: 'exact' }),
-                wau: Type.Integer({ description: 'estimated' }),
-                mau: Type.Integer({ description: 'estimated' }),
-                new: Type.Integer({ description: 'exact' }),
-                stickiness: Type.Number({ description: 'dau / mau, estimated' }),
-              }),
-            ),
+            days: Type.Array(DailyActives),
           }),
           ...readErrors,
         },
@@ -125,13 +130,14 @@ export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, d
     {
       schema: {
         summary: 'Online now, active in the last 1, 7 and 30 days, and the top channels, in one read',
+        operationId: 'getAnalyticsSummary',
         tags: ['analytics'],
         headers: ClientIdHeaders,
         response: {
           200: Type.Object({
             online_clients_count: Type.Integer(),
             active: Type.Object({ '1': Type.Integer(), '7': Type.Integer(), '30': Type.Integer() }),
-            top_channels: Type.Array(Type.Object({ channel: Type.String(), online: Type.Integer() })),
+            top_channels: Type.Array(ChannelCount),
             time_zone: Type.String(),
           }),
           ...readErrors,

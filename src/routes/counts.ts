@@ -1,9 +1,15 @@
 // The demo's reads: /online_clients and /total_users, by GET or POST, plus /top_channels.
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { AppDeps } from '../http/deps.js';
-import { ClientIdHeaders, channelSchema, errorResponses } from './schemas.js';
+import { ChannelCount, ClientIdHeaders, channelSchema, errorResponses, withDefault } from './schemas.js';
 
 const DAY_MS = 86_400_000;
+
+/** The options with their schema's operationId set. */
+const named = <T extends { schema: object }>(options: T, operationId: string): T => ({
+  ...options,
+  schema: { ...options.schema, operationId },
+});
 
 export const countRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
   const { config, store, clock } = deps;
@@ -24,8 +30,9 @@ export const countRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
   const onlineHandler = async (request: { query: { channel?: string } }) => ({
     online_clients_count: await store.countOnline(clock.nowMs(), request.query.channel),
   });
-  app.get('/online_clients', online, onlineHandler);
-  app.post('/online_clients', online, onlineHandler);
+  // GET and POST share their options but not their operationId, which must be unique in the document.
+  app.get('/online_clients', named(online, 'getOnlineClients'), onlineHandler);
+  app.post('/online_clients', named(online, 'postOnlineClients'), onlineHandler);
 
   const total = {
     schema: {
@@ -34,12 +41,14 @@ export const countRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
       tags: ['reads'],
       headers: ClientIdHeaders,
       querystring: Type.Object({
-        days: Type.Integer({
-          minimum: 1,
-          maximum: config.maxDays,
-          default: 7,
-          description: `Look-back in days, 1 to ${config.maxDays}`,
-        }),
+        days: withDefault(
+          Type.Integer({
+            minimum: 1,
+            maximum: config.maxDays,
+            default: 7,
+            description: `Look-back in days, 1 to ${config.maxDays}`,
+          }),
+        ),
       }),
       response: {
         200: Type.Object({ recent_users_count: Type.Integer({ minimum: 0 }), days: Type.Integer() }),
@@ -53,19 +62,20 @@ export const countRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
     const { days } = request.query;
     return { recent_users_count: await store.countActive(nowMs - days * DAY_MS, nowMs), days };
   };
-  app.get('/total_users', total, totalHandler);
-  app.post('/total_users', total, totalHandler);
+  app.get('/total_users', named(total, 'getTotalUsers'), totalHandler);
+  app.post('/total_users', named(total, 'postTotalUsers'), totalHandler);
 
   app.get(
     '/top_channels',
     {
       schema: {
         summary: 'Channels with the most clients online now',
+        operationId: 'getTopChannels',
         tags: ['reads'],
         headers: ClientIdHeaders,
-        querystring: Type.Object({ limit: Type.Integer({ minimum: 1, maximum: 100, default: 10 }) }),
+        querystring: Type.Object({ limit: withDefault(Type.Integer({ minimum: 1, maximum: 100, default: 10 })) }),
         response: {
-          200: Type.Object({ channels: Type.Array(Type.Object({ channel: Type.String(), online: Type.Integer() })) }),
+          200: Type.Object({ channels: Type.Array(ChannelCount) }),
           ...readErrors,
         },
       },

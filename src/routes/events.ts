@@ -102,6 +102,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
     {
       schema: {
         summary: 'Live online count and channel counts (Server-Sent Events)',
+        operationId: 'getEvents',
         description:
           'Sends `event: online` with `{"online_clients_count", "channels", "at"}` on connect and whenever the figures change, ' +
           'at most once a second. With an API token configured, send it in the Authorization header (read the stream with fetch). ' +
@@ -110,7 +111,11 @@ export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
         tags: ['analytics'],
         headers: ClientIdHeaders,
         response: {
-          200: Type.String({ description: 'text/event-stream' }),
+          // The stream is text/event-stream, not JSON; its errors before the stream starts are JSON.
+          200: {
+            description: 'The event stream',
+            content: { 'text/event-stream': { schema: Type.String() } },
+          },
           401: Type.Ref('Error'),
           429: Type.Ref('Error'),
           503: Type.Ref('Error'),

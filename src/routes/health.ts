@@ -8,7 +8,14 @@ export const healthRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
   const Status = Type.Object({ status: Type.String() });
   app.get(
     '/healthz',
-    { schema: { summary: 'Liveness: the process answers', tags: ['health'], response: { 200: Status } } },
+    {
+      schema: {
+        summary: 'Liveness: the process answers',
+        operationId: 'getLiveness',
+        tags: ['health'],
+        response: { 200: Status },
+      },
+    },
     async () => ({
       status: 'ok',
     }),
@@ -18,6 +25,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
     {
       schema: {
         summary: 'Readiness: the store is open and writable, and the service is not shutting down',
+        operationId: 'getReadiness',
         tags: ['health'],
         response: { 200: Status, 503: Type.Ref('Error') },
       },
@@ -31,7 +39,22 @@ export const healthRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
 
   app.get(
     '/metrics',
-    { schema: { summary: 'Prometheus metrics', tags: ['health'] }, config: { auth: 'token' } },
+    {
+      schema: {
+        summary: 'Prometheus metrics',
+        operationId: 'getMetrics',
+        tags: ['health'],
+        response: {
+          // Prometheus's text format, the content type prom-client's registry answers with.
+          200: {
+            description: 'The metrics in the Prometheus text exposition format',
+            content: { [deps.metrics.registry.contentType]: { schema: Type.String() } },
+          },
+          401: Type.Ref('Error'),
+        },
+      },
+      config: { auth: 'token' },
+    },
     async (_request, reply) => {
       reply.type(deps.metrics.registry.contentType);
       return deps.metrics.registry.metrics();

@@ -50,6 +50,7 @@ export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
       bodyLimit: HEARTBEAT_BODY_LIMIT_BYTES,
       schema: {
         summary: 'Report that the caller is online now',
+        operationId: 'postHeartbeat',
         description:
           'An empty body is a valid heartbeat. The answer comes only after the heartbeat is committed. ' +
           'Also accepts text/plain holding JSON (navigator.sendBeacon).',
@@ -90,6 +91,7 @@ export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
       bodyLimit: HEARTBEAT_BODY_LIMIT_BYTES,
       schema: {
         summary: 'Report that the caller is offline now',
+        operationId: 'postLeave',
         description: 'The caller stops counting as online at once, on every channel; it still counts as active today.',
         tags: ['ingest'],
         headers: ClientIdHeaders,
@@ -115,6 +117,7 @@ export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
       bodyLimit: 1024 + config.maxBatchIds * (MAX_CLIENT_ID_LENGTH * 2 + 4),
       schema: {
         summary: 'Report many clients online at once (servers and gateways)',
+        operationId: 'postHeartbeats',
         description:
           `Marks every id online, durably, in one commit. At most ${config.maxBatchIds} ids. ` +
           'Needs the ingest token or the API token, and answers 403 while the service has neither configured. ' +

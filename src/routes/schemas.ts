@@ -1,5 +1,7 @@
 // Shared request and response schemas: one source for validation, TypeScript types and OpenAPI.
+// A schema with an $id nested in a route's schema becomes an OpenAPI component of that name.
 import { Type } from '@fastify/type-provider-typebox';
+import type { TSchema } from 'typebox';
 import { MAX_CLIENT_ID_LENGTH } from '../identity.js';
 
 /** Printable ASCII, no leading or trailing space: the characters an HTTP header can carry. */
@@ -10,6 +12,7 @@ export const ClientId = Type.String({
   maxLength: MAX_CLIENT_ID_LENGTH,
   pattern: PRINTABLE,
   description: `The client's own stable id (at most ${MAX_CLIENT_ID_LENGTH} printable characters). Without one, the caller's address identifies it.`,
+  $id: 'ClientId',
 });
 
 export const channelSchema = (maxLength: number) =>
@@ -18,7 +21,25 @@ export const channelSchema = (maxLength: number) =>
     maxLength,
     pattern: PRINTABLE,
     description: `A page, room or part of the app (at most ${maxLength} printable characters).`,
+    $id: 'Channel',
   });
+
+/** A channel and how many clients are online on it now. */
+export const ChannelCount = Type.Object(
+  { channel: Type.String(), online: Type.Integer({ minimum: 0 }) },
+  { $id: 'ChannelCount' },
+);
+
+/**
+ * A query parameter that validation fills in when it is left out (useDefaults, validation.ts):
+ * optional to the caller, so not required in the OpenAPI document, and always there for the
+ * handler, so typed as present.
+ */
+export function withDefault<T extends TSchema>(schema: T): T {
+  if (!('default' in schema)) throw new Error('withDefault(): the schema has no default');
+  // Returned as T, not TOptional<T>: the type drops the optional mark the schema keeps.
+  return Type.Optional(schema);
+}
 
 export const ClientIdHeaders = Type.Object({
   'x-client-id': Type.Optional(ClientId),
