@@ -29,6 +29,8 @@ Usage:
                                              migrate the FastAPI demo's data file into the
                                              store (idempotent; checked whole before anything is
                                              written; with SQLite, stop the service first)
+  online-stats healthcheck [flags]           exit 0 when the service on this machine is ready
+                                             (GET /readyz), 1 when not: for HEALTHCHECK and probes
   online-stats <command> --help              the flags of one command
   online-stats --version                     the version
 `;
@@ -41,7 +43,17 @@ Exit codes:
 ${exitCodesHelp()}
 `;
 
+/** What `healthcheck` reads: where the service listens. */
+const HEALTHCHECK_SETTINGS = ['port', 'host'] as const;
+
 const COMMAND_HELP: Record<string, string> = {
+  healthcheck: `online-stats healthcheck [flags]: ask the service on this machine whether it is ready
+(GET /readyz, 2 s at most); exit 0 when it is, 1 when it is not or does not answer. Give it the
+port and host the service was given (the environment of a container gives both the same).
+
+Flags (each also read from the environment variable shown; flags win):
+${settingsHelp(HEALTHCHECK_SETTINGS)}
+`,
   serve: `online-stats serve [flags]: run the HTTP service (API, /docs, dashboard).
 
 Flags (each also read from the environment variable shown; flags win):
@@ -99,6 +111,13 @@ async function main(argv: string[]): Promise<number> {
     const { serveUntilSignalled } = await import('./server.js');
     await serveUntilSignalled(config);
     return -1; // keeps running until a signal
+  }
+  if (command === 'healthcheck') {
+    const config = configFromProcess(rest);
+    const { checkReady } = await import('./healthcheck.js');
+    const { ready, message } = await checkReady(config);
+    (ready ? process.stdout : process.stderr).write(`${message}\n`);
+    return ready ? EXIT_CODES.OK.code : EXIT_CODES.FAILURE.code;
   }
   if (command === 'import') {
     const file = rest[0];

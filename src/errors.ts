@@ -61,7 +61,10 @@ export function serviceError(code: ErrorCode, ...args: unknown[]): Error & { sta
  */
 export const EXIT_CODES = {
   OK: { code: 0, meaning: 'done (serve: stopped by SIGTERM or SIGINT)' },
-  FAILURE: { code: 1, meaning: 'an unexpected failure (a bug: the stack is printed), or an import file refused' },
+  FAILURE: {
+    code: 1,
+    meaning: 'an unexpected failure (a bug: the stack is printed), an import file refused, or healthcheck: not ready',
+  },
   CONFIG: { code: 2, meaning: 'bad command line or configuration (the message names the setting)' },
   DATA_DIR: {
     code: 3,
