@@ -5,6 +5,7 @@ import type { Clock } from './clock.js';
 import { flagOf, type Config } from './config.js';
 import { ConfigError } from './errors.js';
 import { secretFingerprint } from './identity.js';
+import { lockDataDir } from './lockfile.js';
 import type { RateLimiterStore } from './ratelimit/limiter.js';
 import { SqliteStore, databasePath } from './store/sqlite.js';
 import type { Store, StoreOptions } from './store/store.js';
@@ -44,6 +45,36 @@ export async function openStore(
     maxDatabaseBytes: config.maxDatabaseBytes,
   });
   return { store, close: () => store.close() };
+}
+
+/**
+ * openStore(), holding the data directory's lock first on SQLite (one process per data directory): released when the
+ * store fails to open, and by close() once the store is closed.
+ */
+export async function openStoreLocked(
+  config: Readonly<Config>,
+  calendar: Calendar,
+  clock: Clock,
+  identitySecret: string,
+): Promise<OpenedStore> {
+  const release = config.store === 'sqlite' ? lockDataDir(config.dataDir) : () => {};
+  let opened: OpenedStore;
+  try {
+    opened = await openStore(config, calendar, clock, identitySecret);
+  } catch (error) {
+    release();
+    throw error;
+  }
+  return {
+    ...opened,
+    async close() {
+      try {
+        await opened.close();
+      } finally {
+        release();
+      }
+    },
+  };
 }
 
 /**

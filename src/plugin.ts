@@ -16,9 +16,8 @@ import { installRequestMetrics } from './http/request-metrics.js';
 import { applyRouteConfig } from './http/route-config.js';
 import { Pseudonymizer, clientIdentity, loadOrCreateSecret } from './identity.js';
 import { createMetrics } from './metrics.js';
-import { lockDataDir } from './lockfile.js';
 import { openapiOptions } from './openapi.js';
-import { openStore, type OpenedStore } from './open-store.js';
+import { openStoreLocked } from './open-store.js';
 import type { RateLimiterStore } from './ratelimit/limiter.js';
 import { MemoryRateLimiterStore } from './ratelimit/memory.js';
 import { analyticsRoutes } from './routes/analytics.js';
@@ -144,23 +143,10 @@ export const onlineStats: FastifyPluginAsync<OnlineStatsOptions> = async (app, o
     // As `serve` does: the configured store (Redis needs config.redisUrl and config.identitySecret), and one process
     // per embedded data directory.
     identitySecret ??= loadOrCreateSecret(config.dataDir, null);
-    const release = config.store === 'sqlite' ? lockDataDir(config.dataDir) : () => {};
-    let opened: OpenedStore;
-    try {
-      opened = await openStore(config, calendar, clock, identitySecret);
-    } catch (error) {
-      release();
-      throw error;
-    }
+    const opened = await openStoreLocked(config, calendar, clock, identitySecret);
     store = opened.store;
     limiter ??= opened.limiter;
-    app.addHook('onClose', async () => {
-      try {
-        await opened.close();
-      } finally {
-        release();
-      }
-    });
+    app.addHook('onClose', () => opened.close());
   } else if (identitySecret === null) {
     throw new ConfigError(
       flagOf('identitySecret'),

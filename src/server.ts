@@ -6,8 +6,7 @@ import { systemClock, type Clock } from './clock.js';
 import { flagOf, type Config } from './config.js';
 import { ConfigError, StoreUnavailableError } from './errors.js';
 import { loadOrCreateSecret } from './identity.js';
-import { lockDataDir } from './lockfile.js';
-import { openStore, type OpenedStore } from './open-store.js';
+import { openStoreLocked } from './open-store.js';
 
 /** Descriptors kept for what is not a client connection: the database and its WAL, Redis, stdio, Node's own. */
 const RESERVED_DESCRIPTORS = 100;
@@ -37,16 +36,10 @@ export interface Running {
 export async function serve(config: Readonly<Config>, clock: Clock = systemClock): Promise<Running> {
   const startedMs = performance.now();
   const identitySecret = loadOrCreateSecret(config.dataDir, config.identitySecret);
-  const release = config.store === 'sqlite' ? lockDataDir(config.dataDir) : () => {};
   // One calendar for the app: the store's days and the routes' days are the same days.
   const calendar = createCalendar(config.timeZone);
-  let opened: OpenedStore;
-  try {
-    opened = await openStore(config, calendar, clock, identitySecret);
-  } catch (error) {
-    release();
-    throw error;
-  }
+  // On SQLite, closing it also releases the data directory's lock.
+  const opened = await openStoreLocked(config, calendar, clock, identitySecret);
   const { store, limiter } = opened;
   const app = await buildApp({ config, store, clock, calendar, identitySecret, ...(limiter ? { limiter } : {}) });
   let stopping: Promise<void> | null = null;
@@ -58,7 +51,7 @@ export async function serve(config: Readonly<Config>, clock: Clock = systemClock
         app.server.closeAllConnections();
       }, config.shutdownTimeoutMs);
       timer.unref();
-      // The store is closed and the lock released whatever fails before; the first real failure is reported after.
+      // The store is closed (and the lock released) whatever fails before; the first real failure is reported after.
       let failure: Error | null = null;
       try {
         await app.close();
@@ -77,7 +70,6 @@ export async function serve(config: Readonly<Config>, clock: Clock = systemClock
           );
         else failure ??= error as Error;
       }
-      release();
       if (failure !== null) throw failure;
     })();
     return stopping;
@@ -91,7 +83,6 @@ export async function serve(config: Readonly<Config>, clock: Clock = systemClock
     await app.listen({ port: config.port, host: config.host });
   } catch (error) {
     await opened.close().catch(() => {}); // the listen error is the one to report
-    release();
     throw listenError(config, error);
   }
   const openFiles = openFilesLimit();
