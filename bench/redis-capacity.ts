@@ -28,6 +28,7 @@ const OPTIONS: StoreOptions = {
   maxDays: 400,
   maxChannels: 1000,
   calendar: createCalendar('UTC'),
+  historyMinuteDays: 14,
 };
 const SECRET = 'capacity-benchmark-secret-0123456789abcdef';
 const pseudonyms = new Pseudonymizer(SECRET);

@@ -35,6 +35,8 @@ export interface Config {
   rateLimitMaxKeys: number;
   trustProxy: readonly string[];
   maxDays: number;
+  /** Days the per-minute concurrency series are kept (hours: maxDays). */
+  historyMinuteDays: number;
   apiToken: string | null;
   /** A token for batch ingest only (gateways), besides the API token. */
   ingestToken: string | null;
@@ -206,7 +208,17 @@ export const SETTINGS: readonly Setting[] = [
     default: '3650',
     min: 1,
     max: 36500,
-    help: 'largest accepted days= of /total_users',
+    help: 'largest accepted days= of /total_users; days the hourly concurrency history is kept',
+  },
+  {
+    key: 'historyMinuteDays',
+    flag: 'history-minute-days',
+    env: 'HISTORY_MINUTE_DAYS',
+    kind: 'int',
+    default: '14',
+    min: 1,
+    max: 3660,
+    help: 'days the per-minute concurrency history is kept (then hours only)',
   },
   {
     key: 'apiToken',

@@ -20,6 +20,7 @@ export function storeOptions(
     maxDays: config.maxDays,
     maxChannels: config.maxChannels,
     calendar,
+    historyMinuteDays: Math.min(config.historyMinuteDays, config.maxDays),
   };
 }
 

@@ -49,7 +49,13 @@ describe('SQLite data written by an earlier version', () => {
     db.prepare('INSERT INTO daily_activity VALUES (?, ?, ?, ?)').run('2026-03-09', 2000, 2000, Buffer.from(registers));
     db.close();
 
-    const options = { heartbeatTimeoutMs: 600_000, maxDays: 30, maxChannels: 10, calendar: createCalendar('UTC') };
+    const options = {
+      heartbeatTimeoutMs: 600_000,
+      maxDays: 30,
+      maxChannels: 10,
+      calendar: createCalendar('UTC'),
+      historyMinuteDays: 14,
+    };
     const store = SqliteStore.open(path, options, Date.UTC(2026, 2, 10, 12));
     try {
       assert.equal(await store.distinctActive('2026-03-03', '2026-03-09'), hllCount(registers));

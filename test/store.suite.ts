@@ -18,6 +18,15 @@ export interface StoreFactory {
   teardown?(): Promise<void>;
 }
 
+/** The titles of the concurrency history's tests (a store that does not keep it yet names them as skips). */
+export const HISTORY_TESTS = [
+  'concurrency: each minute has its exact highest and lowest count and its time-weighted mean',
+  'concurrency: a timed-out identity lowers the count at its exact instant, with no heartbeat after',
+  'concurrency: hours and days are made of their minutes; channels have their own series',
+  'peaks: since an instant, and all-time, each with the first instant it was reached',
+  'history survives a close and reopen, and goes on from the count without a dip',
+];
+
 /** Named skips: test title -> reason. A divergence must be written down, never silently dropped. */
 export type Skips = Record<string, string>;
 
@@ -27,6 +36,7 @@ export function options(overrides: Partial<StoreOptions> = {}): StoreOptions {
     maxDays: 400,
     maxChannels: 3,
     calendar: createCalendar('UTC'),
+    historyMinuteDays: 14,
     ...overrides,
   };
 }
@@ -220,6 +230,122 @@ export function storeSuite(name: string, factory: StoreFactory, skips: Skips = {
       assert.equal(await store.countActive(T0 - 4 * DAY, T0 + 2), 4);
       assert.deepEqual(await store.dailyActivity(['2026-03-10']), [{ day: '2026-03-10', active: 3, new: 3 }]);
       assert.equal(await store.distinctActive('2026-03-10', '2026-03-10'), 3);
+    });
+    const minutes = (store: Store, fromMs: number, toMs: number, channel: string | null = null) =>
+      store.concurrency({ channel, interval: 'minute', fromMs, toMs }, toMs);
+    const near = (actual: number, expected: number, what: string) =>
+      assert.ok(Math.abs(actual - expected) < 1e-3, `${what}: ${actual}, expected ${expected}`);
+
+    test('concurrency: each minute has its exact highest and lowest count and its time-weighted mean', async () => {
+      const store = await make({}, T0);
+      // 0 for 10 s, 1 for 5 s, 2 for 15 s, 3 for 15 s (the highest, from T0 + 30 s), then 2 after a leave.
+      await store.recordHeartbeats([beat(1)], T0 + 10_000);
+      await store.recordHeartbeats([beat(2)], T0 + 15_000);
+      await store.recordHeartbeats([beat(1), beat(3)], T0 + 30_000);
+      await store.recordHeartbeats([beat(2)], T0 + 40_000); // already online: no change
+      await store.recordLeaves([id(1)], T0 + 45_000);
+      await store.settle(T0 + MINUTE + 5_000);
+      const [first, second, ...rest] = await minutes(store, T0, T0 + MINUTE + 5_000);
+      assert.equal(rest.length, 0, 'no point after now');
+      assert.deepEqual([first?.startMs, first?.max, first?.min], [T0, 3, 0]);
+      near(first?.mean ?? NaN, (0 * 10 + 1 * 5 + 2 * 15 + 3 * 15 + 2 * 15) / 60, 'mean of the first minute');
+      // The running minute: 2 all along so far.
+      assert.deepEqual(second, { startMs: T0 + MINUTE, max: 2, min: 2, mean: 2 });
+      assert.deepEqual(await store.peak(null, null, T0 + MINUTE + 5_000), { online: 3, atMs: T0 + 30_000 });
+    });
+
+    test('concurrency: a timed-out identity lowers the count at its exact instant, with no heartbeat after', async () => {
+      const store = await make({ heartbeatTimeoutMs: 90_000 }, T0);
+      await store.recordHeartbeats([beat(1), beat(2)], T0);
+      await store.recordHeartbeats([beat(2)], T0 + 60_000);
+      // 1 goes offline at T0 + 90 s (+1 ms), in the middle of the second minute; 2 at T0 + 150 s.
+      const points = await minutes(store, T0, T0 + 4 * MINUTE);
+      assert.deepEqual(
+        points.map((p) => [p.max, p.min]),
+        [
+          [2, 2],
+          [2, 1],
+          [1, 0],
+          [0, 0],
+        ],
+      );
+      near(points[1]?.mean ?? NaN, (2 * 30_000.001 + 1 * 29_999.999) / 60_000, 'mean of the minute of the timeout');
+      near(points[2]?.mean ?? NaN, (30_000.001 * 1) / 60_000, 'mean of the last minute');
+    });
+
+    test('concurrency: hours and days are made of their minutes; channels have their own series', async () => {
+      const store = await make({}, T0);
+      await store.recordHeartbeats([beat(1, 'home'), beat(2, 'home'), beat(3, 'shop')], T0);
+      await store.recordHeartbeats([beat(4, 'home')], T0 + 20 * MINUTE);
+      const nowMs = T0 + HOUR + 5 * MINUTE;
+      await store.recordHeartbeats([beat(5)], nowMs - 1000);
+      await store.settle(nowMs);
+      const hours = await store.concurrency({ channel: null, interval: 'hour', fromMs: T0, toMs: nowMs }, nowMs);
+      assert.deepEqual(
+        hours.map((p) => [p.startMs, p.max, p.min]),
+        [
+          [T0, 3, 0],
+          [T0 + HOUR, 1, 0],
+        ],
+      );
+      // 3 online for the first 10 min (then timed out, heartbeatTimeoutMs is 10 min), 4th from 20 to 30 min.
+      near(hours[0]?.mean ?? NaN, (3 * 10 + 1 * 10) / 60, 'mean of the first hour');
+      const home = await store.concurrency({ channel: 'home', interval: 'hour', fromMs: T0, toMs: nowMs }, nowMs);
+      assert.deepEqual(
+        home.map((p) => p.max),
+        [2, 0],
+      );
+      const unknown = await store.concurrency(
+        { channel: 'nowhere', interval: 'minute', fromMs: T0, toMs: T0 + 3 * MINUTE },
+        nowMs,
+      );
+      assert.deepEqual(
+        unknown.map((p) => [p.max, p.min, p.mean]),
+        [
+          [0, 0, 0],
+          [0, 0, 0],
+          [0, 0, 0],
+        ],
+      );
+      const days = await store.concurrency({ channel: null, interval: 'day', fromMs: T0 - DAY, toMs: nowMs }, nowMs);
+      assert.deepEqual(
+        days.map((p) => [p.startMs, p.max]),
+        [
+          [Date.UTC(2026, 2, 9), 0],
+          [Date.UTC(2026, 2, 10), 3],
+        ],
+      );
+      assert.deepEqual(await store.peak('home', null, nowMs), { online: 2, atMs: T0 });
+      assert.deepEqual(await store.peak('shop', T0 + HOUR, nowMs), { online: 0, atMs: null });
+    });
+
+    test('peaks: since an instant, and all-time, each with the first instant it was reached', async () => {
+      const store = await make({}, T0);
+      await store.recordHeartbeats([beat(1), beat(2), beat(3)], T0 + 1000);
+      await store.recordHeartbeats([beat(4), beat(5)], T0 + 3 * HOUR);
+      await store.recordHeartbeats([beat(6)], T0 + 3 * HOUR + 1000);
+      const nowMs = T0 + 3 * HOUR + 2 * MINUTE;
+      assert.deepEqual(await store.peak(null, null, nowMs), { online: 3, atMs: T0 + 1000 });
+      assert.deepEqual(await store.peak(null, T0 + HOUR, nowMs), { online: 3, atMs: T0 + 3 * HOUR + 1000 });
+      assert.deepEqual(await store.peak(null, T0, nowMs), { online: 3, atMs: T0 + 1000 });
+      await store.recordHeartbeats([beat(7)], nowMs);
+      assert.deepEqual(await store.peak(null, null, nowMs), { online: 4, atMs: nowMs });
+    });
+
+    test('history survives a close and reopen, and goes on from the count without a dip', async () => {
+      if (!factory.reopen) return;
+      let store = await factory.create(options(), T0);
+      await store.recordHeartbeats([beat(1), beat(2), beat(3)], T0 + 1000);
+      await store.recordLeaves([id(3)], T0 + 2 * MINUTE);
+      await store.settle(T0 + 3 * MINUTE);
+      const before = await minutes(store, T0, T0 + 3 * MINUTE);
+      store = await factory.reopen(store, options(), T0 + 3 * MINUTE + 10_000);
+      open.push(store);
+      assert.deepEqual(await minutes(store, T0, T0 + 3 * MINUTE), before);
+      assert.deepEqual(await store.peak(null, null, T0 + 4 * MINUTE), { online: 3, atMs: T0 + 1000 });
+      // The minute of the restart: the 2 still online, from the restart on.
+      const [restart] = await minutes(store, T0 + 3 * MINUTE, T0 + 3 * MINUTE + 30_000);
+      assert.deepEqual([restart?.max, restart?.min, restart?.mean], [2, 2, 2]);
     });
   });
 }

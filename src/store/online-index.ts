@@ -8,13 +8,22 @@
  */
 export class OnlineIndex {
   private readonly lastSeenMs = new Map<string, number>();
+  /**
+   * Told every change of the count at its instant, in order (the history of concurrency.ts): a rise when a touch
+   * brings an identity online, a fall when one is removed, or expires (at its last heartbeat + the timeout + 1 ms,
+   * the first instant count() no longer includes it). Expiries due are reported before a touch's rise.
+   */
+  onChange: ((atMs: number, count: number) => void) | null = null;
 
   constructor(private readonly timeoutMs: number) {}
 
   /** Records a heartbeat; `nowMs` must not be earlier than any time recorded before. */
   touch(identity: string, nowMs: number): void {
+    if (this.onChange !== null) this.expire(nowMs);
+    const before = this.lastSeenMs.size;
     this.lastSeenMs.delete(identity);
     this.lastSeenMs.set(identity, nowMs);
+    if (this.lastSeenMs.size > before) this.onChange?.(nowMs, this.lastSeenMs.size);
   }
 
   /** Last heartbeat of an online identity, or undefined (offline, expired or unknown). */
@@ -23,8 +32,12 @@ export class OnlineIndex {
     return seen !== undefined && nowMs - seen <= this.timeoutMs ? seen : undefined;
   }
 
-  remove(identity: string): boolean {
-    return this.lastSeenMs.delete(identity);
+  /** An identity leaves at `nowMs`. */
+  remove(identity: string, nowMs: number): boolean {
+    if (this.onChange !== null) this.expire(nowMs);
+    if (!this.lastSeenMs.delete(identity)) return false;
+    this.onChange?.(nowMs, this.lastSeenMs.size);
+    return true;
   }
 
   /** Identities whose last heartbeat is at most the timeout before `nowMs`. */
@@ -38,6 +51,7 @@ export class OnlineIndex {
     for (const [identity, seenMs] of this.lastSeenMs) {
       if (seenMs >= cutoffMs) break;
       this.lastSeenMs.delete(identity);
+      this.onChange?.(seenMs + this.timeoutMs + 1, this.lastSeenMs.size);
     }
   }
 }
@@ -45,11 +59,18 @@ export class OnlineIndex {
 /** Online identities per channel, with the number of channels bounded. */
 export class ChannelIndex {
   private readonly channels = new Map<string, OnlineIndex>();
+  private onChange: ((channel: string, atMs: number, count: number) => void) | null = null;
 
   constructor(
     private readonly timeoutMs: number,
     private readonly maxChannels: number,
   ) {}
+
+  /** Reports every change of every channel's count, as OnlineIndex.onChange does. */
+  observe(onChange: (channel: string, atMs: number, count: number) => void): void {
+    this.onChange = onChange;
+    for (const [channel, index] of this.channels) index.onChange = (atMs, count) => onChange(channel, atMs, count);
+  }
 
   /** Records a heartbeat on a channel; false (nothing recorded) when it is a new channel and the maximum are online. */
   canTouch(channel: string, nowMs: number): boolean {
@@ -63,14 +84,32 @@ export class ChannelIndex {
     let index = this.channels.get(channel);
     if (!index) {
       index = new OnlineIndex(this.timeoutMs);
+      const onChange = this.onChange;
+      if (onChange !== null) index.onChange = (atMs, count) => onChange(channel, atMs, count);
       this.channels.set(channel, index);
     }
     index.touch(identity, nowMs);
   }
 
-  /** Removes an identity from every channel (a leave). */
-  removeEverywhere(identity: string): void {
-    for (const index of this.channels.values()) index.remove(identity);
+  /** Last heartbeat of an identity online on `channel`, or undefined. */
+  lastSeen(channel: string, identity: string, nowMs: number): number | undefined {
+    return this.channels.get(channel)?.lastSeen(identity, nowMs);
+  }
+
+  /** The channels an identity is online on (a scan of every channel: for leaves). */
+  channelsOf(identity: string, nowMs: number): string[] {
+    return [...this.channels].filter(([, index]) => index.lastSeen(identity, nowMs) !== undefined).map(([c]) => c);
+  }
+
+  /** Removes an identity from every channel (a leave at `nowMs`). */
+  removeEverywhere(identity: string, nowMs: number): void {
+    for (const index of this.channels.values()) index.remove(identity, nowMs);
+  }
+
+  /** Every channel online, with its count. */
+  counts(nowMs: number): [string, number][] {
+    this.expire(nowMs);
+    return [...this.channels].map(([channel, index]) => [channel, index.count(nowMs)]);
   }
 
   count(channel: string, nowMs: number): number {

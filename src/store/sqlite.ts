@@ -10,9 +10,36 @@ import { ConfigError, DataDirError, StoreUnavailableError } from '../errors.js';
 import { ActivityIndex } from './activity-index.js';
 import { LRUCache } from 'lru-cache';
 import { HLL_REGISTERS, hllAdd, hllCount, hllMergeInto } from './hll.js';
+import {
+  BatchPeaks,
+  ConcurrencyTracker,
+  HOUR_BLOB_BYTES,
+  HOUR_MS,
+  MINUTE_MS,
+  TOTAL,
+  floorTo,
+  mergeMinute,
+  peakOf,
+  bucketsOf,
+  pointsOf,
+  readMinutes,
+  summarise,
+  type HourRow,
+  type MinuteFigures,
+} from './concurrency.js';
 import { ChannelIndex, OnlineIndex } from './online-index.js';
 import { SettledWindows } from './window-cache.js';
-import type { ChannelCount, DayActivity, HeartbeatRecord, RecordOutcome, Store, StoreOptions } from './store.js';
+import type {
+  ChannelCount,
+  ConcurrencyPeak,
+  ConcurrencyPoint,
+  ConcurrencyQuery,
+  DayActivity,
+  HeartbeatRecord,
+  RecordOutcome,
+  Store,
+  StoreOptions,
+} from './store.js';
 
 /** The database's file name in the data directory (with its -wal and -shm beside it). */
 export const DATABASE_FILE = 'online-stats.sqlite';
@@ -46,12 +73,32 @@ type Pending =
       done: (outcome: RecordOutcome) => void;
       fail: (error: Error) => void;
     }
-  | { kind: 'leaves'; identities: readonly string[]; nowMs: number; done: () => void; fail: (error: Error) => void };
+  | { kind: 'leaves'; identities: readonly string[]; nowMs: number; done: () => void; fail: (error: Error) => void }
+  | { kind: 'settle'; nowMs: number; done: () => void; fail: (error: Error) => void };
 
 // What a committed batch changes in memory, applied only after the commit succeeded.
 type Effect =
   | { kind: 'beat'; identity: string; oldMs: number | null; nowMs: number; channel: string | null }
-  | { kind: 'leave'; identity: string };
+  | { kind: 'leave'; identity: string; nowMs: number };
+
+/** What one commit has seen so far: who it brought online or took offline, and each series' highest count. */
+interface FlushContext {
+  written: Map<string, number>;
+  effects: Effect[];
+  peaks: BatchPeaks;
+  /** Online or not after this batch so far, by identity and by channel + '\n' + identity. */
+  online: Map<string, boolean>;
+}
+
+interface HourRowData {
+  hour_ms: number;
+  max: number;
+  max_at_ms: number;
+  min: number;
+  mean_sum: number;
+  recorded: number;
+  minutes: Buffer | null;
+}
 
 interface DaySketch {
   day: string;
@@ -91,6 +138,10 @@ export class SqliteStore implements Store {
    */
   private readonly finishedSketches = new LRUCache<string, Uint8Array | typeof NO_SKETCH>({ max: 64 });
   private readonly statements;
+  private readonly history = new ConcurrencyTracker();
+  /** Minutes completed but not saved yet (a failed commit keeps them for the next). */
+  private unsavedMinutes: { key: string; minute: MinuteFigures }[] = [];
+  private lastHistoryPruneMs = -Infinity;
   /** Called after each commit with its size and duration (metrics). */
   onCommit: ((heartbeats: number, durationMs: number) => void) | null = null;
 
@@ -133,10 +184,47 @@ export class SqliteStore implements Store {
         'SELECT day, active, new FROM daily_activity WHERE day >= ? AND day <= ?',
       ),
       daySketch: db.prepare<[string], Buffer>('SELECT sketch FROM day_sketches WHERE day = ?').pluck(),
+      hourRow: db.prepare<[string, number], HourRowData>(
+        'SELECT hour_ms, max, max_at_ms, min, mean_sum, recorded, minutes FROM concurrency_hours WHERE channel = ? AND hour_ms = ?',
+      ),
+      hoursBetween: db.prepare<[string, number, number], HourRowData>(
+        'SELECT hour_ms, max, max_at_ms, min, mean_sum, recorded, minutes FROM concurrency_hours ' +
+          'WHERE channel = ? AND hour_ms >= ? AND hour_ms < ? ORDER BY hour_ms',
+      ),
+      saveHour: db.prepare<[string, number, number, number, number, number, number, Buffer]>(
+        'INSERT INTO concurrency_hours (channel, hour_ms, max, max_at_ms, min, mean_sum, recorded, minutes) ' +
+          'VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, hour_ms) DO UPDATE SET max = excluded.max, ' +
+          'max_at_ms = excluded.max_at_ms, min = excluded.min, mean_sum = excluded.mean_sum, ' +
+          'recorded = excluded.recorded, minutes = excluded.minutes',
+      ),
+      savePeak: db.prepare<[string, number, number]>(
+        'INSERT INTO concurrency_peaks (channel, online, at_ms) VALUES (?, ?, ?) ON CONFLICT (channel) ' +
+          'DO UPDATE SET online = excluded.online, at_ms = excluded.at_ms WHERE excluded.online > online',
+      ),
+      dropMinutes: db.prepare<[number]>(
+        'UPDATE concurrency_hours SET minutes = NULL WHERE hour_ms < ? AND minutes IS NOT NULL',
+      ),
+      dropHours: db.prepare<[number]>('DELETE FROM concurrency_hours WHERE hour_ms < ?'),
       probe: db.prepare<[number]>("INSERT OR REPLACE INTO meta (key, value) VALUES ('write-probe', zeroblob(?))"),
       unprobe: db.prepare("DELETE FROM meta WHERE key = 'write-probe'"),
     };
     this.rebuild(nowMs);
+    this.startHistory(nowMs);
+  }
+
+  /**
+   * The history goes on from the counts rebuilt from the database (no false dip after a restart), with the all-time
+   * peaks as saved; from now on every change of a count is reported by the indexes at its instant.
+   */
+  private startHistory(nowMs: number): void {
+    const peaks = this.db.prepare<[], { channel: string; online: number; at_ms: number }>(
+      'SELECT channel, online, at_ms FROM concurrency_peaks',
+    );
+    for (const row of peaks.iterate()) this.history.loadPeak(row.channel, { online: row.online, atMs: row.at_ms });
+    this.history.start(TOTAL, nowMs, this.online.count(nowMs));
+    for (const [channel, count] of this.channels.counts(nowMs)) this.history.start(channel, nowMs, count);
+    this.online.onChange = (atMs, count) => this.history.change(TOTAL, atMs, count);
+    this.channels.observe((channel, atMs, count) => this.history.change(channel, atMs, count));
   }
 
   /**
@@ -228,29 +316,29 @@ export class SqliteStore implements Store {
   /** Commits everything queued in one transaction, then updates memory and acknowledges. */
   private flush(batch: readonly Pending[]): void {
     const startedMs = performance.now();
-    const effects: Effect[] = [];
+    const context: FlushContext = { written: new Map(), effects: [], peaks: new BatchPeaks(), online: new Map() };
+    const { effects } = context;
     const outcomes: RecordOutcome[] = [];
     let heartbeats = 0;
+    let minutes: { key: string; minute: MinuteFigures }[] = [];
     try {
       this.db.transaction(() => {
-        const written = new Map<string, number>();
         for (const pending of batch) {
           const nowMs = Math.max(pending.nowMs, this.lastNowMs);
           if (pending.kind === 'beats') {
-            outcomes.push(this.writeBeats(pending.beats, nowMs, written, effects));
+            outcomes.push(this.writeBeats(pending.beats, nowMs, context));
             heartbeats += pending.beats.length;
-          } else {
-            for (const identity of pending.identities) {
-              const blob = toBlob(identity);
-              this.statements.leave.run(nowMs, blob);
-              this.statements.leaveChannels.run(blob);
-              effects.push({ kind: 'leave', identity });
-            }
-          }
+          } else if (pending.kind === 'leaves') this.writeLeaves(pending.identities, nowMs, context);
+          else this.advanceHistory(nowMs);
         }
-        this.housekeeping(Math.max(this.lastNowMs, ...batch.map((p) => p.nowMs)));
+        const latestMs = Math.max(this.lastNowMs, ...batch.map((p) => p.nowMs));
+        this.housekeeping(latestMs);
+        minutes = [...this.unsavedMinutes, ...this.history.takeCompleted()];
+        this.writeHistory(context.peaks, minutes, latestMs);
       })();
+      this.unsavedMinutes = [];
     } catch (error) {
+      this.unsavedMinutes = minutes;
       if (this.today) this.today.dirty = true;
       this.commitFailure = error as Error;
       const failure = new StoreUnavailableError((error as Error).message, { cause: error });
@@ -267,12 +355,84 @@ export class SqliteStore implements Store {
     }
   }
 
-  private writeBeats(
-    beats: readonly HeartbeatRecord[],
+  private writeLeaves(identities: readonly string[], nowMs: number, context: FlushContext): void {
+    for (const identity of identities) {
+      const blob = toBlob(identity);
+      this.statements.leave.run(nowMs, blob);
+      this.statements.leaveChannels.run(blob);
+      context.effects.push({ kind: 'leave', identity, nowMs });
+      if (context.online.get(identity) ?? this.online.lastSeen(identity, nowMs) !== undefined)
+        context.peaks.step(TOTAL, -1, nowMs, () => this.online.count(nowMs));
+      context.online.set(identity, false);
+      for (const channel of this.channels.channelsOf(identity, nowMs)) {
+        const key = `${channel}\n${identity}`;
+        if (context.online.get(key) ?? true)
+          context.peaks.step(channel, -1, nowMs, () => this.channels.count(channel, nowMs));
+        context.online.set(key, false);
+      }
+    }
+  }
+
+  /** Expiries up to `nowMs` reported, and the minutes that ended by then completed (in memory). */
+  private advanceHistory(nowMs: number): void {
+    this.online.expire(nowMs);
+    this.channels.expire(nowMs);
+    this.history.advance(nowMs);
+  }
+
+  /**
+   * In the commit's transaction: each all-time peak the batch raised, the running minute of each series whose highest
+   * count the batch raised (so that today's peak too survives a crash), and the completed minutes.
+   */
+  private writeHistory(
+    peaks: BatchPeaks,
+    minutes: readonly { key: string; minute: MinuteFigures }[],
     nowMs: number,
-    written: Map<string, number>,
-    effects: Effect[],
-  ): RecordOutcome {
+  ): void {
+    for (const [key, high] of peaks.highs) {
+      if (high.online > this.history.allTimePeak(key).online) this.statements.savePeak.run(key, high.online, high.atMs);
+      const running = this.history.current(key, high.atMs);
+      if (running !== null && high.online <= running.max) continue;
+      const startMs = floorTo(high.atMs, MINUTE_MS);
+      this.saveMinute(key, {
+        startMs,
+        max: high.online,
+        maxAtMs: high.atMs,
+        // Nobody online on it before this batch: 0 until now (none of the minute passed when it is its first instant).
+        min: running?.startMs === startMs ? running.min : high.atMs === startMs ? high.online : 0,
+        mean: running?.startMs === startMs ? running.mean : 0,
+      });
+    }
+    for (const { key, minute } of minutes) this.saveMinute(key, minute);
+    if (nowMs - this.lastHistoryPruneMs >= HOUSEKEEPING_INTERVAL_MS) {
+      this.lastHistoryPruneMs = nowMs;
+      this.statements.dropMinutes.run(floorTo(nowMs - this.options.historyMinuteDays * 86_400_000, HOUR_MS));
+      this.statements.dropHours.run(floorTo(nowMs - this.options.maxDays * 86_400_000, HOUR_MS));
+    }
+  }
+
+  /** Merges a minute into its hour's row; a minute older than the minutes kept is not saved. */
+  private saveMinute(key: string, minute: MinuteFigures): void {
+    const hourMs = floorTo(minute.startMs, HOUR_MS);
+    const row = this.statements.hourRow.get(key, hourMs);
+    if (row !== undefined && row.minutes === null) return;
+    const blob = row?.minutes ?? Buffer.alloc(HOUR_BLOB_BYTES);
+    mergeMinute(blob, minute);
+    const summary = summarise(readMinutes(blob, hourMs));
+    this.statements.saveHour.run(
+      key,
+      hourMs,
+      summary.max,
+      summary.maxAtMs,
+      summary.min,
+      summary.meanSum,
+      summary.recorded,
+      blob,
+    );
+  }
+
+  private writeBeats(beats: readonly HeartbeatRecord[], nowMs: number, context: FlushContext): RecordOutcome {
+    const { written, effects, peaks, online } = context;
     const { key: dayKey, startMs: dayStartMs } = this.options.calendar.dayOf(nowMs);
     this.rollDay(dayKey);
     const sketch = this.today as DaySketch;
@@ -281,11 +441,12 @@ export class SqliteStore implements Store {
     let fresh = 0;
     for (const { identity, channel } of beats) {
       const blob = toBlob(identity);
-      const oldMs =
-        written.get(identity) ??
-        this.online.lastSeen(identity, nowMs) ??
-        this.statements.lastSeen.get(blob)?.last_seen_ms ??
-        null;
+      const onlineSinceMs = this.online.lastSeen(identity, nowMs);
+      const oldMs = written.get(identity) ?? onlineSinceMs ?? this.statements.lastSeen.get(blob)?.last_seen_ms ?? null;
+      if (!(online.get(identity) ?? onlineSinceMs !== undefined)) {
+        peaks.step(TOTAL, 1, nowMs, () => this.online.count(nowMs));
+        online.set(identity, true);
+      }
       this.statements.upsertIdentity.run(blob, nowMs, nowMs);
       written.set(identity, nowMs);
       if (oldMs === null || oldMs < dayStartMs) {
@@ -298,6 +459,11 @@ export class SqliteStore implements Store {
         if (this.channels.canTouch(channel, nowMs)) {
           this.statements.upsertPresence.run(blob, channel, nowMs);
           tracked = channel;
+          const key = `${channel}\n${identity}`;
+          if (!(online.get(key) ?? this.channels.lastSeen(channel, identity, nowMs) !== undefined)) {
+            peaks.step(channel, 1, nowMs, () => this.channels.count(channel, nowMs));
+            online.set(key, true);
+          }
         } else channelsRefused++;
       }
       effects.push({ kind: 'beat', identity, oldMs, nowMs, channel: tracked });
@@ -334,8 +500,8 @@ export class SqliteStore implements Store {
         this.online.touch(effect.identity, effect.nowMs);
         if (effect.channel !== null) this.channels.touch(effect.channel, effect.identity, effect.nowMs);
       } else {
-        this.online.remove(effect.identity);
-        this.channels.removeEverywhere(effect.identity);
+        this.online.remove(effect.identity, effect.nowMs);
+        this.channels.removeEverywhere(effect.identity, effect.nowMs);
       }
     }
   }
@@ -438,6 +604,55 @@ export class SqliteStore implements Store {
     return sketch;
   }
 
+  async concurrency(query: ConcurrencyQuery, nowMs: number): Promise<ConcurrencyPoint[]> {
+    this.assertOpen();
+    const key = query.channel ?? TOTAL;
+    const recent = this.recentMinutes(key, nowMs);
+    const buckets = bucketsOf(query, nowMs, this.options.calendar);
+    if (buckets.length === 0) return [];
+    const fromMs = floorTo((buckets[0] as { startMs: number }).startMs, HOUR_MS);
+    const toMs = (buckets[buckets.length - 1] as { endMs: number }).endMs;
+    // Minutes are decoded only where they are needed: every hour for minute points, else the hours of recent minutes.
+    const recentHours = new Set(recent.map((minute) => floorTo(minute.startMs, HOUR_MS)));
+    const rows = this.hourRows(key, fromMs, toMs, (hourMs) => query.interval === 'minute' || recentHours.has(hourMs));
+    return pointsOf(rows, recent, query.interval, buckets, nowMs);
+  }
+
+  async peak(channel: string | null, sinceMs: number | null, nowMs: number): Promise<ConcurrencyPeak> {
+    this.assertOpen();
+    const key = channel ?? TOTAL;
+    const recent = this.recentMinutes(key, nowMs);
+    if (sinceMs === null) return this.history.allTimePeak(key);
+    const rows = this.hourRows(key, floorTo(sinceMs, HOUR_MS), nowMs + 1, () => true);
+    return peakOf(rows, recent, sinceMs);
+  }
+
+  /** `key`'s minutes not saved yet as of `nowMs`: completed ones waiting for the next commit, then the running one. */
+  private recentMinutes(key: string, nowMs: number): MinuteFigures[] {
+    this.advanceHistory(Math.max(nowMs, this.lastNowMs));
+    this.unsavedMinutes.push(...this.history.takeCompleted());
+    const recent = this.unsavedMinutes.filter((entry) => entry.key === key).map((entry) => entry.minute);
+    const live = this.history.current(key, nowMs);
+    if (live !== null) recent.push(live);
+    return recent;
+  }
+
+  async settle(nowMs: number): Promise<void> {
+    this.assertOpen();
+    this.advanceHistory(Math.max(nowMs, this.lastNowMs));
+    if (!this.history.hasCompleted() && this.unsavedMinutes.length === 0) return;
+    // The commit saves them (and what came meanwhile).
+    return new Promise((done, fail) => this.enqueue({ kind: 'settle', nowMs, done, fail }));
+  }
+
+  private hourRows(key: string, fromMs: number, toMs: number, decode: (hourMs: number) => boolean): HourRow[] {
+    return this.statements.hoursBetween.all(key, fromMs, toMs).map((row) => ({
+      hourMs: row.hour_ms,
+      summary: { max: row.max, maxAtMs: row.max_at_ms, min: row.min, meanSum: row.mean_sum, recorded: row.recorded },
+      minutes: row.minutes !== null && decode(row.hour_ms) ? readMinutes(row.minutes, row.hour_ms) : null,
+    }));
+  }
+
   /**
    * Ready while commits succeed. After a failed commit, each check is also the retry: a probe write that needs new room
    * in the database and the WAL, as a heartbeat of a new user does; so readiness comes back once space does, even when
@@ -485,6 +700,7 @@ export class SqliteStore implements Store {
     let failure: unknown = null;
     try {
       this.saveToday();
+      this.saveHistoryAtClose();
       this.db.pragma('wal_checkpoint(TRUNCATE)');
     } catch (error) {
       failure = error;
@@ -493,6 +709,17 @@ export class SqliteStore implements Store {
     }
     if (failure !== null)
       throw new StoreUnavailableError(`the final save failed: ${(failure as Error).message}`, { cause: failure });
+  }
+
+  /** Completed minutes, and the running ones as far as they go: a restart merges the rest of the minute in. */
+  private saveHistoryAtClose(): void {
+    const nowMs = this.lastNowMs;
+    this.advanceHistory(nowMs);
+    const minutes = [...this.unsavedMinutes, ...this.history.takeCompleted(), ...this.history.running(nowMs)];
+    this.db.transaction(() => {
+      for (const { key, minute } of minutes) this.saveMinute(key, minute);
+    })();
+    this.unsavedMinutes = [];
   }
 
   private assertOpen(): void {

@@ -33,6 +33,34 @@ export interface DayActivity {
   new: number;
 }
 
+/** The resolution of a concurrency series. */
+export type ConcurrencyInterval = 'minute' | 'hour' | 'day';
+
+/** One point of a concurrency series: the online count during [startMs, start of the next point). */
+export interface ConcurrencyPoint {
+  startMs: number;
+  /** Exact highest and lowest count. */
+  max: number;
+  min: number;
+  /** Time-weighted mean count. */
+  mean: number;
+}
+
+export interface ConcurrencyQuery {
+  /** null: the total. */
+  channel: string | null;
+  interval: ConcurrencyInterval;
+  /** Points whose interval starts in [fromMs, toMs) (fromMs rounded down to the interval), none after now. */
+  fromMs: number;
+  toMs: number;
+}
+
+/** The highest online count and the first instant it was reached (atMs null: nobody was online). */
+export interface ConcurrencyPeak {
+  online: number;
+  atMs: number | null;
+}
+
 export interface StoreOptions {
   /** An identity is online while its last heartbeat is at most this old (and it has not left). */
   heartbeatTimeoutMs: number;
@@ -41,6 +69,8 @@ export interface StoreOptions {
   /** Most channels online at once. */
   maxChannels: number;
   calendar: Calendar;
+  /** Days the per-minute series are kept; hours are kept for maxDays. */
+  historyMinuteDays: number;
 }
 
 /**
@@ -69,6 +99,18 @@ export interface Store {
    * calendar, inclusive): estimated (HyperLogLog, standard error about 0.8%).
    */
   distinctActive(firstDay: string, lastDay: string): Promise<number>;
+  /**
+   * The online count over time (see docs/analytics.md): each point's exact highest and lowest count and its
+   * time-weighted mean. Minutes are kept for historyMinuteDays, hours for maxDays; a day is made of its hours.
+   */
+  concurrency(query: ConcurrencyQuery, nowMs: number): Promise<ConcurrencyPoint[]>;
+  /** The highest count (of `channel`, or the total) since `sinceMs` (null: ever), exact, with its instant. */
+  peak(channel: string | null, sinceMs: number | null, nowMs: number): Promise<ConcurrencyPeak>;
+  /**
+   * Completes the minutes that ended by `nowMs` and saves them (called every few seconds): with no heartbeat
+   * coming, counts still fall as identities time out.
+   */
+  settle(nowMs: number): Promise<void>;
   /** Throws unless the store is open and writable (readiness). */
   check(): Promise<void>;
   /** Finishes pending writes, then closes. */

@@ -41,3 +41,27 @@ CREATE TABLE IF NOT EXISTS day_sketches (
   day TEXT PRIMARY KEY,
   sketch BLOB NOT NULL
 );
+
+-- The concurrency history (src/store/concurrency.ts): one row per series (channel, '' for the total) per hour with
+-- anyone online in it. minutes: 60 slots of 16 bytes while the minutes are kept (--history-minute-days), then NULL;
+-- the row itself is kept for --max-days. Rows of about 1 KB: a rowid table, as SQLite advises for large rows.
+CREATE TABLE IF NOT EXISTS concurrency_hours (
+  channel TEXT NOT NULL,
+  hour_ms INTEGER NOT NULL,
+  max INTEGER NOT NULL,
+  max_at_ms INTEGER NOT NULL,
+  min INTEGER NOT NULL,
+  mean_sum REAL NOT NULL,
+  recorded INTEGER NOT NULL,
+  minutes BLOB,
+  UNIQUE (channel, hour_ms)
+);
+
+CREATE INDEX IF NOT EXISTS concurrency_hours_by_hour ON concurrency_hours (hour_ms);
+
+-- The all-time peak of each series, written in the same commit as the heartbeat that reached it.
+CREATE TABLE IF NOT EXISTS concurrency_peaks (
+  channel TEXT PRIMARY KEY,
+  online INTEGER NOT NULL,
+  at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
