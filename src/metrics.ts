@@ -17,7 +17,14 @@ export interface Metrics {
 
 export type ConnectionRefusal = 'total_limit' | 'address_limit';
 
-export function createMetrics(countOnline: () => Promise<number>, defaults = true): Metrics {
+/** What the gauges read when scraped. */
+export interface MetricsReaders {
+  countOnline(): Promise<number>;
+  /** Today's and the all-time peak of the total; null: the store keeps no history. */
+  peaks(): Promise<{ today: number; allTime: number } | null>;
+}
+
+export function createMetrics(readers: MetricsReaders, defaults = true): Metrics {
   const registry = new Registry();
   if (defaults) collectDefaultMetrics({ register: registry, prefix: 'online_stats_process_' });
   const accepted = new Counter({
@@ -77,7 +84,19 @@ export function createMetrics(countOnline: () => Promise<number>, defaults = tru
     help: 'Identities online now',
     registers: [registry],
     async collect() {
-      this.set(await countOnline());
+      this.set(await readers.countOnline());
+    },
+  });
+  new Gauge({
+    name: 'online_stats_online_peak',
+    help: 'Highest online count (exact): today in the configured time zone, and ever',
+    labelNames: ['period'],
+    registers: [registry],
+    async collect() {
+      const figures = await readers.peaks();
+      if (figures === null) return;
+      this.set({ period: 'today' }, figures.today);
+      this.set({ period: 'all_time' }, figures.allTime);
     },
   });
   return {

@@ -16,6 +16,7 @@ import { installRequestMetrics } from './http/request-metrics.js';
 import { applyRouteConfig } from './http/route-config.js';
 import { Pseudonymizer, clientIdentity, loadOrCreateSecret } from './identity.js';
 import { createMetrics } from './metrics.js';
+import { Peak, dayAndRecordIfKept, historyRoutes } from './routes/history.js';
 import { openapiOptions } from './openapi.js';
 import { openStoreLocked } from './open-store.js';
 import type { RateLimiterStore } from './ratelimit/limiter.js';
@@ -47,14 +48,21 @@ export function createDeps(options: DepsOptions): AppDeps {
   const { config, store, clock } = options;
   const pseudonymizer = new Pseudonymizer(options.identitySecret);
   const limiter = options.limiter ?? new MemoryRateLimiterStore(config.rateLimitMaxKeys);
+  const calendar = options.calendar ?? createCalendar(config.timeZone);
   return {
     config,
     store,
     clock,
-    metrics: createMetrics(() => store.countOnline(clock.nowMs())),
+    metrics: createMetrics({
+      countOnline: () => store.countOnline(clock.nowMs()),
+      async peaks() {
+        const peaks = await dayAndRecordIfKept(store, calendar, null, clock.nowMs());
+        return peaks === null ? null : { today: peaks.today.online, allTime: peaks.all_time.online };
+      },
+    }),
     guards: createGuards(config, limiter, pseudonymizer, () => clock.nowMs()),
     lifecycle: { shuttingDown: false },
-    calendar: options.calendar ?? createCalendar(config.timeZone),
+    calendar,
     identityOfClient: (clientId) => pseudonymizer.pseudonym(clientIdentity(clientId)),
   };
 }
@@ -70,6 +78,7 @@ export async function installService(app: FastifyInstance, deps: AppDeps, notFou
   app.setValidatorCompiler(validatorCompiler);
   app.decorateRequest('caller', null);
   app.addSchema(ErrorBody);
+  app.addSchema(Peak);
   installBodyParser(app);
   installErrorHandlers(app, notFound);
   installRequestMetrics(app, metrics);
@@ -100,6 +109,7 @@ export async function installService(app: FastifyInstance, deps: AppDeps, notFou
   await app.register(countRoutes, deps);
   await app.register(healthRoutes, deps);
   await app.register(analyticsRoutes, deps);
+  await app.register(historyRoutes, deps);
   await app.register(eventRoutes, deps);
   await app.register(dashboardRoutes, deps);
 

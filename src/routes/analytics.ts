@@ -3,6 +3,8 @@ import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typ
 import type { AppDeps } from '../http/deps.js';
 import { parseDayKey, shiftDay } from '../calendar.js';
 import { serviceError } from '../errors.js';
+import { CSV_TYPE, FormatQuery, jsonOrCsv, toCsv, wantsCsv } from './csv.js';
+import { dayAndRecordIfKept } from './history.js';
 import { ChannelCount, ClientIdHeaders, errorResponses } from './schemas.js';
 
 const DAY_MS = 86_400_000;
@@ -74,15 +76,19 @@ export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, d
           `Days follow the configured time zone (${config.timeZone}). dau and new are exact. wau (7 days ending that day), mau ` +
           '(30 days ending that day) and stickiness (dau/mau) come from HyperLogLog sketches: standard error about 0.8%, and ' +
           `never below dau (wau) or wau (mau). Default range: the last ${DEFAULT_RANGE_DAYS} days; at most ${MAX_RANGE_DAYS}. ` +
-          `Each ${DAYS_PER_READ} days of the range spend one unit of the read rate limit (a year: 12).`,
+          `Each ${DAYS_PER_READ} days of the range spend one unit of the read rate limit (a year: 12). ` +
+          '`Accept: text/csv` or `format=csv` answers CSV.',
         tags: ['analytics'],
         headers: ClientIdHeaders,
-        querystring: Type.Object({ from: Type.Optional(Day), to: Type.Optional(Day) }),
+        querystring: Type.Object({ from: Type.Optional(Day), to: Type.Optional(Day), format: FormatQuery }),
         response: {
-          200: Type.Object({
-            time_zone: Type.String(),
-            days: Type.Array(DailyActives),
-          }),
+          200: jsonOrCsv(
+            Type.Object({
+              time_zone: Type.String(),
+              days: Type.Array(DailyActives),
+            }),
+            'One row per day, oldest first',
+          ),
           ...readErrors,
         },
       },
@@ -93,7 +99,7 @@ export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, d
         cost: (request) => Math.max(1, Math.ceil(rangeDays(request.query as RangeQuery) / DAYS_PER_READ)),
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { from, to } = rangeOf(request.query);
       // Every day the windows reach, made once: making each window's first day apart cost more than the counts.
       const reach = deps.calendar.daysBetween(shiftDay(from, -29), to);
@@ -121,6 +127,13 @@ export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, d
           sliceStartedMs = performance.now();
         }
       }
+      if (wantsCsv(request, request.query.format))
+        return reply.type(CSV_TYPE).send(
+          toCsv(
+            ['day', 'dau', 'wau', 'mau', 'new', 'stickiness'],
+            rows.map((row) => [row.day, row.dau, row.wau, row.mau, row.new, row.stickiness]),
+          ),
+        );
       return { time_zone: config.timeZone, days: rows };
     },
   );
@@ -129,13 +142,17 @@ export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, d
     '/analytics/summary',
     {
       schema: {
-        summary: 'Online now, active in the last 1, 7 and 30 days, and the top channels, in one read',
+        summary: "Online now, today's and the all-time peak, active in the last 1, 7 and 30 days, and the top channels",
         operationId: 'getAnalyticsSummary',
         tags: ['analytics'],
         headers: ClientIdHeaders,
         response: {
           200: Type.Object({
             online_clients_count: Type.Integer(),
+            peaks: Type.Union([Type.Object({ today: Type.Ref('Peak'), all_time: Type.Ref('Peak') }), Type.Null()], {
+              description:
+                "Today's and the all-time peak (see /analytics/peaks); null where the store keeps no history",
+            }),
             active: Type.Object({ '1': Type.Integer(), '7': Type.Integer(), '30': Type.Integer() }),
             top_channels: Type.Array(ChannelCount),
             time_zone: Type.String(),
@@ -147,8 +164,9 @@ export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, d
     },
     async () => {
       const nowMs = clock.nowMs();
-      const [online, day, week, month, top] = await Promise.all([
+      const [online, peaks, day, week, month, top] = await Promise.all([
         store.countOnline(nowMs),
+        dayAndRecordIfKept(store, deps.calendar, null, nowMs),
         store.countActive(nowMs - DAY_MS, nowMs),
         store.countActive(nowMs - 7 * DAY_MS, nowMs),
         store.countActive(nowMs - 30 * DAY_MS, nowMs),
@@ -156,6 +174,7 @@ export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, d
       ]);
       return {
         online_clients_count: online,
+        peaks,
         active: { '1': day, '7': week, '30': month },
         top_channels: top,
         time_zone: config.timeZone,

@@ -4,6 +4,7 @@ import type { Writable } from 'node:stream';
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { AppDeps } from '../http/deps.js';
 import { addressBlockIdentity } from '../identity.js';
+import { dayAndRecordIfKept } from './history.js';
 import { ClientIdHeaders } from './schemas.js';
 
 /** How often the figures are read and, when changed, pushed: at most one event a second. */
@@ -63,8 +64,13 @@ export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
 
   const snapshot = async (): Promise<string> => {
     const nowMs = clock.nowMs();
-    const [online, channels] = await Promise.all([store.countOnline(nowMs), store.topChannels(nowMs, 10)]);
-    return JSON.stringify({ online_clients_count: online, channels });
+    const [online, channels, peaks] = await Promise.all([
+      store.countOnline(nowMs),
+      store.topChannels(nowMs, 10),
+      dayAndRecordIfKept(store, deps.calendar, null, nowMs),
+    ]);
+    // The day's peak is part of the figures: an event is sent when it changes.
+    return JSON.stringify({ online_clients_count: online, channels, peak_today: peaks?.today ?? null });
   };
   const event = (data: string) => {
     const parsed = JSON.parse(data) as Record<string, unknown>;
@@ -104,7 +110,8 @@ export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
         summary: 'Live online count and channel counts (Server-Sent Events)',
         operationId: 'getEvents',
         description:
-          'Sends `event: online` with `{"online_clients_count", "channels", "at"}` on connect and whenever the figures change, ' +
+          'Sends `event: online` with `{"online_clients_count", "channels", "peak_today", "at"}` on connect and whenever ' +
+          "the figures change (the day's peak among them), " +
           'at most once a second. With an API token configured, send it in the Authorization header (read the stream with fetch). ' +
           `Streams spend no read budget; at most ${MAX_STREAMS_PER_ADDRESS} are open per address, and past that (or the ` +
           `service's ${MAX_STREAMS}) the stream ends at once with a retry: of ${OVER_LIMIT_RETRY_MS / 1000} s.`,

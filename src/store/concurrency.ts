@@ -262,19 +262,14 @@ export interface HourRow {
 }
 
 /**
- * A saved minute and the running one of the same minute, as one: the running minute knows the rest of the minute,
- * the saved one what came before a restart.
+ * A saved minute and a later account of the same minute, as one: the highest of both (a part saved when a batch
+ * raised the minute's highest count, or before a restart), the lowest and mean of the later one, which has seen more
+ * of the minute (after a restart: from the restart on).
  */
-function merged(saved: MinuteFigures | undefined, live: MinuteFigures): MinuteFigures {
-  if (saved === undefined) return live;
-  const max = saved.max >= live.max ? saved : live;
-  return {
-    startMs: live.startMs,
-    max: max.max,
-    maxAtMs: max.maxAtMs,
-    min: Math.min(saved.min, live.min),
-    mean: live.mean,
-  };
+function merged(saved: MinuteFigures | undefined, later: MinuteFigures): MinuteFigures {
+  if (saved === undefined) return later;
+  const max = saved.max >= later.max ? saved : later;
+  return { ...later, max: max.max, maxAtMs: max.maxAtMs };
 }
 
 /** The saved minutes of one series, with the ones not saved yet (oldest first, the running one last) merged in. */

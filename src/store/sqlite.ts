@@ -398,7 +398,7 @@ export class SqliteStore implements Store {
         startMs,
         max: high.online,
         maxAtMs: high.atMs,
-        // Nobody online on it before this batch: 0 until now (none of the minute passed when it is its first instant).
+        // As far as the minute went before this batch (nobody online on it: 0); the completed minute replaces both.
         min: running?.startMs === startMs ? running.min : high.atMs === startMs ? high.online : 0,
         mean: running?.startMs === startMs ? running.mean : 0,
       });
