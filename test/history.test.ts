@@ -28,7 +28,7 @@ const get = async (t: TestApp, url: string, headers: Record<string, string> = {}
     status: res.statusCode,
     type: res.headers['content-type'],
     body: res.body,
-    json: () => res.json() as unknown,
+    json: (): unknown => res.json(),
   };
 };
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -53,7 +53,12 @@ describe('concurrency history on the API', () => {
     assert.equal(answer.points.length, 24 * 60 + 1);
     assert.equal(answer.points[0]?.start, iso(T0 + 70_000 - 24 * 60 * MINUTE - 10_000));
     const [first, running] = answer.points.slice(-2);
-    assert.deepEqual(first, { start: iso(T0), max: 3, min: 0, mean: Math.round(((2 * 20 + 3 * 30) / 60) * 1000) / 1000 });
+    assert.deepEqual(first, {
+      start: iso(T0),
+      max: 3,
+      min: 0,
+      mean: Math.round(((2 * 20 + 3 * 30) / 60) * 1000) / 1000,
+    });
     assert.deepEqual(running, { start: iso(T0 + MINUTE), max: 3, min: 3, mean: 3 });
 
     const checkout = (await get(t, `/analytics/concurrency?channel=checkout&from=${iso(T0)}`)).json() as {
