@@ -92,11 +92,16 @@ describe('analytics', () => {
     }
   });
 
-  it('the summary gives online now and active in the last 1, 7 and 30 days in one read', async () => {
+  it("the summary gives online now, today's and the all-time peak and active in the last 1, 7 and 30 days in one read", async () => {
     // Day 2's heartbeats were exactly 7 days ago: the cutoff is inclusive, as in the demo (>=).
     const body = (await t.app.inject({ url: '/analytics/summary' })).json();
     assert.deepEqual(body, {
       online_clients_count: 10,
+      // Today (in Berlin) 10 came online at once; on the first day of the seed, 300.
+      peaks: {
+        today: { online: 10, at: '2026-03-18T12:00:00.000Z' },
+        all_time: { online: 300, at: '2026-03-10T12:00:00.000Z' },
+      },
       active: { '1': 10, '7': 160, '30': 350 },
       top_channels: [],
       time_zone: 'Europe/Berlin',

@@ -34,6 +34,8 @@ const GUARDED = [
   'get /top_channels',
   'get /analytics/daily',
   'get /analytics/summary',
+  'get /analytics/concurrency',
+  'get /analytics/peaks',
   'get /events',
   'get /metrics',
   'post /heartbeats',
