@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { analyticsCase } from './cases/analytics.js';
 import { batchCase } from './cases/batch.js';
 import { heartbeatCase } from './cases/heartbeat.js';
+import { historyCase } from './cases/history.js';
 import { memoryCase } from './cases/memory.js';
 import { peerCase } from './cases/peer.js';
 import { readsCase } from './cases/reads.js';
@@ -29,6 +30,7 @@ const CASES: Record<number, (ctx: BenchContext) => Promise<CaseReport>> = {
   5: batchCase,
   6: peerCase,
   7: analyticsCase,
+  8: historyCase,
 };
 
 const USAGE =
@@ -70,7 +72,7 @@ function parseFlags(argv: readonly string[]) {
   const values = parse();
   const only = values.only.split(',').map((part) => Number(part.trim()));
   const unknown = only.filter((n) => CASES[n] === undefined);
-  if (unknown.length > 0) usageError(`--only names no such case: ${unknown.join(', ')} (cases are 1 to 7)`);
+  if (unknown.length > 0) usageError(`--only names no such case: ${unknown.join(', ')} (cases are 1 to 8)`);
   return {
     durationSeconds: positive('duration', values.duration, false),
     connections: positive('connections', values.connections, true),

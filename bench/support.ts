@@ -155,10 +155,13 @@ async function listening(tracked: Tracked): Promise<Listening> {
   }
 }
 
-/** The built service (`npm run build` first) on 127.0.0.1, with `nodeFlags` for node itself (--cpu-prof). */
+/**
+ * The built service (`npm run build` first) on 127.0.0.1, with `nodeFlags` for node itself (--cpu-prof); `cli`: another
+ * build's (a baseline).
+ */
 export function startService(
   args: readonly string[],
-  options: { port?: number; nodeFlags?: readonly string[] } = {},
+  options: { port?: number; nodeFlags?: readonly string[]; cli?: string } = {},
 ): Promise<Listening> {
   const serveArgs = [
     'serve',
@@ -172,7 +175,8 @@ export function startService(
     SECRET,
     ...args,
   ];
-  return listening(spawnTracked('online-stats', process.execPath, [...(options.nodeFlags ?? []), CLI, ...serveArgs]));
+  const cli = options.cli ?? CLI;
+  return listening(spawnTracked('online-stats', process.execPath, [...(options.nodeFlags ?? []), cli, ...serveArgs]));
 }
 
 /** The bare Fastify route of bench/baseline.ts, in its own process like the service. */

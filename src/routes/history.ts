@@ -77,6 +77,25 @@ export async function dayAndRecordIfKept(
   }
 }
 
+/**
+ * ISO 8601 of whole minutes, made from each hour's text once: 1,441 `toISOString()` calls were most of the time of a
+ * 24-hour answer.
+ */
+function minuteIsoFormatter(): (ms: number) => string {
+  let hourMs = Number.NaN;
+  let prefix = '';
+  return (ms) => {
+    if (ms % MINUTE_MS !== 0) return new Date(ms).toISOString();
+    const hour = ms - (((ms % HOUR_MS) + HOUR_MS) % HOUR_MS);
+    if (hour !== hourMs) {
+      hourMs = hour;
+      prefix = new Date(hour).toISOString().slice(0, 14);
+    }
+    const minute = (ms - hour) / MINUTE_MS;
+    return `${prefix}${minute < 10 ? '0' : ''}${minute}:00.000Z`;
+  };
+}
+
 /** An instant of the query, or a 400 naming the parameter. */
 function instantOf(name: 'from' | 'to', text: string): number {
   const ms = Date.parse(text);
@@ -173,8 +192,9 @@ export const historyRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, dep
             (interval === 'minute' ? ': ask for interval=hour further back' : ''),
         );
       const channel = query.channel ?? null;
+      const iso = minuteIsoFormatter();
       const points = (await store.concurrency({ channel, interval, fromMs, toMs }, nowMs)).map((point) => ({
-        start: new Date(point.startMs).toISOString(),
+        start: iso(point.startMs),
         max: point.max,
         min: point.min,
         mean: Math.round(point.mean * 1000) / 1000,

@@ -210,21 +210,30 @@ export class BatchPeaks {
   }
 }
 
-/** The recorded minutes of an hour starting at `hourMs`. */
-export function readMinutes(blob: Buffer, hourMs: number): MinuteFigures[] {
-  const minutes: MinuteFigures[] = [];
+/** Calls `each` with every recorded minute of an hour starting at `hourMs`, without making an object of it. */
+export function forEachMinute(
+  blob: Buffer,
+  hourMs: number,
+  each: (startMs: number, max: number, min: number, mean: number, maxAtMs: number) => void,
+): void {
   for (let slot = 0; slot < 60; slot++) {
     const at = slot * SLOT_BYTES;
     if (blob.readUInt16LE(at + 14) !== 1) continue;
     const startMs = hourMs + slot * MINUTE_MS;
-    minutes.push({
+    each(
       startMs,
-      max: blob.readUInt32LE(at),
-      min: blob.readUInt32LE(at + 4),
-      mean: blob.readFloatLE(at + 8),
-      maxAtMs: startMs + blob.readUInt16LE(at + 12),
-    });
+      blob.readUInt32LE(at),
+      blob.readUInt32LE(at + 4),
+      blob.readFloatLE(at + 8),
+      startMs + blob.readUInt16LE(at + 12),
+    );
   }
+}
+
+/** The recorded minutes of an hour starting at `hourMs`. */
+export function readMinutes(blob: Buffer, hourMs: number): MinuteFigures[] {
+  const minutes: MinuteFigures[] = [];
+  forEachMinute(blob, hourMs, (startMs, max, min, mean, maxAtMs) => minutes.push({ startMs, max, min, mean, maxAtMs }));
   return minutes;
 }
 
@@ -254,11 +263,11 @@ export function summarise(minutes: readonly MinuteFigures[]): HourSummary {
   return { max, maxAtMs, min: minutes.length === 0 ? 0 : min, meanSum, recorded: minutes.length };
 }
 
-/** An hour of one series as a store keeps it: its minutes while they are kept (null after), and its summary. */
+/** An hour of one series as a store keeps it: its minutes' slots while they are kept (null after), and its summary. */
 export interface HourRow {
   hourMs: number;
   summary: HourSummary;
-  minutes: MinuteFigures[] | null;
+  minutes: Buffer | null;
 }
 
 /**
@@ -275,7 +284,9 @@ function merged(saved: MinuteFigures | undefined, later: MinuteFigures): MinuteF
 /** The saved minutes of one series, with the ones not saved yet (oldest first, the running one last) merged in. */
 function minutesOf(rows: readonly HourRow[], recent: readonly MinuteFigures[]): Map<number, MinuteFigures> {
   const minutes = new Map<number, MinuteFigures>();
-  for (const row of rows) for (const minute of row.minutes ?? []) minutes.set(minute.startMs, minute);
+  for (const row of rows)
+    if (row.minutes !== null)
+      for (const minute of readMinutes(row.minutes, row.hourMs)) minutes.set(minute.startMs, minute);
   for (const minute of recent) minutes.set(minute.startMs, merged(minutes.get(minute.startMs), minute));
   return minutes;
 }
@@ -301,14 +312,8 @@ export function pointsOf(
   buckets: readonly Bucket[],
   nowMs: number,
 ): { startMs: number; max: number; min: number; mean: number }[] {
+  if (interval === 'minute') return minutePoints(rows, recent, buckets);
   const minutes = minutesOf(rows, recent);
-  if (interval === 'minute')
-    return buckets.map(({ startMs }) => {
-      const minute = minutes.get(startMs);
-      return minute === undefined
-        ? { startMs, max: 0, min: 0, mean: 0 }
-        : { startMs, max: minute.max, min: minute.min, mean: minute.mean };
-    });
   const hours = new Map<number, HourSummary>();
   for (const row of rows) hours.set(row.hourMs, row.summary);
   // Hours whose minutes are kept are summed again from them, so the running minute counts once, as it is now.
@@ -343,6 +348,35 @@ export function pointsOf(
       mean: elapsed === 0 ? 0 : meanSum / elapsed,
     };
   });
+}
+
+/** Minute points straight from the slots (24 hours are 1,441 points: no object per saved minute on the way). */
+function minutePoints(
+  rows: readonly HourRow[],
+  recent: readonly MinuteFigures[],
+  buckets: readonly Bucket[],
+): { startMs: number; max: number; min: number; mean: number }[] {
+  const firstMs = buckets[0]?.startMs ?? 0;
+  const points = buckets.map(({ startMs }) => ({ startMs, max: 0, min: 0, mean: 0 }));
+  const pointAt = (startMs: number) => points[(startMs - firstMs) / MINUTE_MS];
+  for (const row of rows)
+    if (row.minutes !== null)
+      forEachMinute(row.minutes, row.hourMs, (startMs, max, min, mean) => {
+        const point = pointAt(startMs);
+        if (point === undefined) return;
+        point.max = max;
+        point.min = min;
+        point.mean = mean;
+      });
+  // As merged(): the highest of both, the lowest and mean of the later account.
+  for (const minute of recent) {
+    const point = pointAt(minute.startMs);
+    if (point === undefined) continue;
+    point.max = Math.max(point.max, minute.max);
+    point.min = minute.min;
+    point.mean = minute.mean;
+  }
+  return points;
 }
 
 /** The highest count from `sinceMs` on (minutes where kept, else hours), first instant first. */

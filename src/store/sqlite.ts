@@ -649,7 +649,7 @@ export class SqliteStore implements Store {
     return this.statements.hoursBetween.all(key, fromMs, toMs).map((row) => ({
       hourMs: row.hour_ms,
       summary: { max: row.max, maxAtMs: row.max_at_ms, min: row.min, meanSum: row.mean_sum, recorded: row.recorded },
-      minutes: row.minutes !== null && decode(row.hour_ms) ? readMinutes(row.minutes, row.hour_ms) : null,
+      minutes: row.minutes !== null && decode(row.hour_ms) ? row.minutes : null,
     }));
   }
 
