@@ -537,6 +537,11 @@ export function configFromProcess(argv: readonly string[]): Readonly<Config> {
   return loadConfig(argv, process.env);
 }
 
+/** Whether npx or `npm exec` started this process (npm_command, set by npm); see serveUntilSignalled(). */
+export function startedByNpmExec(): boolean {
+  return process.env.npm_command === 'exec';
+}
+
 /** Fields of Config to change; one given as undefined keeps its default. */
 export type ConfigOverrides = { [K in keyof Config]?: Config[K] | undefined };
 
