@@ -537,9 +537,22 @@ export function configFromProcess(argv: readonly string[]): Readonly<Config> {
   return loadConfig(argv, process.env);
 }
 
-/** The defaults, as `loadConfig()` with no flags and no environment; tests override single fields. */
-export function defaultConfig(overrides: Partial<Config> = {}): Readonly<Config> {
-  return Object.freeze({ ...loadConfig([], {}), ...overrides });
+/** Whether npx or `npm exec` started this process (npm_command, set by npm); see serveUntilSignalled(). */
+export function startedByNpmExec(): boolean {
+  return process.env.npm_command === 'exec';
+}
+
+/** Fields of Config to change; one given as undefined keeps its default. */
+export type ConfigOverrides = { [K in keyof Config]?: Config[K] | undefined };
+
+/**
+ * The defaults, as `loadConfig()` with no flags and no environment, with `overrides` changed (the plugin's `config`;
+ * tests override single fields). A field that is undefined keeps its default: `apiToken: process.env.STATS_TOKEN`
+ * with the variable unset means no token, as in the README's example, not a token of undefined.
+ */
+export function defaultConfig(overrides: ConfigOverrides = {}): Readonly<Config> {
+  const given = Object.entries(overrides).filter(([, value]) => value !== undefined);
+  return Object.freeze({ ...loadConfig([], {}), ...(Object.fromEntries(given) as Partial<Config>) });
 }
 
 /** Help lines for the CLI and the README's configuration table. */

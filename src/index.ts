@@ -2,7 +2,7 @@
 export { buildApp, type App, type AppOptions } from './app.js';
 export { createCalendar } from './calendar.js';
 export { ManualClock, systemClock, type Clock } from './clock.js';
-export { SETTINGS, defaultConfig, loadConfig, type Config, type Rate } from './config.js';
+export { SETTINGS, defaultConfig, loadConfig, type Config, type ConfigOverrides, type Rate } from './config.js';
 export { ConfigError, DataDirError, EXIT_CODES, StoreUnavailableError } from './errors.js';
 export { importDemoFile } from './import.js';
 export { onlineStats, type OnlineStatsOptions } from './plugin.js';

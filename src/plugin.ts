@@ -6,7 +6,7 @@ import cors from '@fastify/cors';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { createCalendar, type Calendar } from './calendar.js';
 import { systemClock, type Clock } from './clock.js';
-import { defaultConfig, flagOf, type Config } from './config.js';
+import { defaultConfig, flagOf, type Config, type ConfigOverrides } from './config.js';
 import { ConfigError } from './errors.js';
 import { installBodyParser } from './http/body-parser.js';
 import type { AppDeps } from './http/deps.js';
@@ -120,9 +120,10 @@ export async function installService(app: FastifyInstance, deps: AppDeps, notFou
 export interface OnlineStatsOptions {
   /**
    * Settings, as the defaults of `online-stats serve` with these fields changed. A host's Fastify
-   * options stay the host's: trust of proxies, connection caps and timeouts are its own.
+   * options stay the host's: trust of proxies, connection caps and timeouts are its own. A field
+   * that is undefined keeps its default.
    */
-  config?: Partial<Config>;
+  config?: ConfigOverrides;
   /**
    * A store the host opened and closes (see openStore()). Without one, the plugin opens the store
    * the config names (the embedded one in config.dataDir by default) and closes it when the host closes.

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { buildApp, type App } from './app.js';
 import { createCalendar } from './calendar.js';
 import { systemClock, type Clock } from './clock.js';
-import { flagOf, type Config } from './config.js';
+import { flagOf, startedByNpmExec, type Config } from './config.js';
 import { ConfigError, StoreUnavailableError } from './errors.js';
 import { loadOrCreateSecret } from './identity.js';
 import { openStoreLocked } from './open-store.js';
@@ -137,6 +137,31 @@ export async function serveUntilSignalled(config: Readonly<Config>): Promise<voi
   }
   // Signals that came while the service started are answered now that it can drain.
   for (const [index, signal] of received.entries()) onStopSignal(running, signal, index + 1);
+  // npx and `npm exec` run the command through `sh -c`, and where /bin/sh is dash (Debian, Ubuntu) that shell stays
+  // between npm and the service: npm passes SIGTERM on to the shell, which dies of it without passing it on, and the
+  // service was left running, orphaned, holding its port and its data directory. Under npm exec, the service stops
+  // as on SIGTERM once the process that started it is gone.
+  if (startedByNpmExec()) {
+    const service = running;
+    whenParentExits(() => {
+      service.app.log.info('the npm exec (npx) that started the service has exited');
+      onSignal('SIGTERM');
+    });
+  }
+}
+
+/** How often the service under npm exec looks whether its parent is still there. */
+const PARENT_CHECK_MS = 250;
+
+/** Calls `then` once the parent process has exited (this one is then adopted by another, and its parent id changes). */
+function whenParentExits(then: () => void): void {
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    then();
+  }, PARENT_CHECK_MS);
+  timer.unref();
 }
 
 /** The first signal drains; any later one finishes the drain at once. */

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { SETTINGS, loadConfig, parseDurationMs, parseRate } from '../src/config.js';
+import { SETTINGS, defaultConfig, loadConfig, parseDurationMs, parseRate } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
 import { runCli, tempDir } from './support/app.js';
 
@@ -97,6 +97,13 @@ describe('configuration', () => {
     assert.throws(() => loadConfig(['--api-token', ''], {}), refused);
     assert.throws(() => loadConfig([], { API_TOKEN: '  ' }), refused);
     assert.equal(loadConfig([], {}).apiToken, null, 'unset: off, as documented');
+  });
+
+  it("the plugin's config with apiToken: process.env.STATS_TOKEN, unset, crashed the host: undefined keeps the default", () => {
+    const config = defaultConfig({ apiToken: undefined, ingestToken: undefined, port: 9000 });
+    assert.equal(config.apiToken, null);
+    assert.equal(config.ingestToken, null);
+    assert.equal(config.port, 9000);
   });
 
   it('the CLI refuses a bad value with exit code 2 and a message naming it', async () => {

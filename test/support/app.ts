@@ -85,14 +85,24 @@ export async function startServer(args: readonly string[], env: Record<string, s
     env: { ...process.env, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  return untilListening(child);
+}
+
+/**
+ * Follows a process that serves on 127.0.0.1 and logs like `serve` (Fastify's "Server listening at" on stdout),
+ * spawned with stdout and stderr piped: resolves once it listens.
+ */
+export async function untilListening(child: ChildProcess): Promise<ServerProcess> {
   let stderr = '';
   let stdout = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<number | string>((resolve) =>
     child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)),
   );
+  if (!child.stdout) throw new Error('untilListening needs a piped stdout');
+  const output = child.stdout;
   const url = await new Promise<string>((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout });
+    const lines = createInterface({ input: output });
     const timer = setTimeout(() => reject(new Error(`server did not start in 20 s: ${stderr}`)), 20_000);
     lines.on('line', (line) => {
       stdout += `${line}\n`;
