@@ -166,6 +166,12 @@ describe('the npm package, installed from its tarball', () => {
       [],
       'no TypeScript sources',
     );
+    // The maps point at ../../src/*.ts, which the package does not hold.
+    assert.deepEqual(
+      files.filter((path) => path.endsWith('.map')),
+      [],
+      'no source maps',
+    );
   });
 
   it('runs by its name with npx, and stops when npx is stopped', { timeout: 30_000 }, async () => {
