@@ -10,6 +10,7 @@ import { testApp } from './support/app.js';
 interface LiveEvent {
   online_clients_count: number;
   channels: { channel: string; online: number }[];
+  peak_today: { online: number; at: string | null } | null;
   at: string;
 }
 
@@ -88,6 +89,7 @@ describe('live events', () => {
       const stream = events(res.body!);
       const first = (await stream.next()).value as LiveEvent;
       assert.equal(first.online_clients_count, 0);
+      assert.deepEqual(first.peak_today, { online: 0, at: null });
       await t.app.inject({
         method: 'POST',
         url: '/heartbeat',
@@ -100,9 +102,12 @@ describe('live events', () => {
       assert.ok(Date.now() - sentMs < 2500, 'the change arrives within the next poll');
       assert.equal(second.online_clients_count, 2);
       assert.deepEqual(second.channels, [{ channel: 'lobby', online: 1 }]);
+      // The day's peak rides along, and changes with it.
+      assert.deepEqual(second.peak_today, { online: 2, at: new Date(t.clock.nowMs()).toISOString() });
       await t.app.inject({ method: 'POST', url: '/heartbeat', headers: { 'x-client-id': 'c' } });
       const third = (await stream.next()).value as LiveEvent;
       assert.equal(third.online_clients_count, 3);
+      assert.equal(third.peak_today?.online, 3);
       assert.ok(Date.parse(third.at) - Date.parse(second.at) >= 0, 'events are in order');
       // Closing the app ends open streams instead of waiting for them forever.
       const closing = t.app.close();
