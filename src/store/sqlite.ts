@@ -52,6 +52,8 @@ export function databasePath(dataDir: string): string {
 const SCHEMA = readFileSync(new URL('./sqlite/schema.sql', import.meta.url), 'utf8');
 /** How often (at most) stale channel rows are pruned and today's sketch is saved, in ms. */
 const HOUSEKEEPING_INTERVAL_MS = 60_000;
+/** Completed minutes kept in memory while commits fail, at most (about 100 bytes each). */
+const MAX_UNSAVED_MINUTES = 100_000;
 /** Room a readiness probe writes (and frees) after a failed commit, in bytes: enough for hundreds of new identities. */
 const PROBE_BYTES = 65_536;
 
@@ -338,7 +340,8 @@ export class SqliteStore implements Store {
       })();
       this.unsavedMinutes = [];
     } catch (error) {
-      this.unsavedMinutes = minutes;
+      // Kept for the next commit, but not without bound while commits fail (a full disk): the newest are kept.
+      this.unsavedMinutes = minutes.slice(-MAX_UNSAVED_MINUTES);
       if (this.today) this.today.dirty = true;
       this.commitFailure = error as Error;
       const failure = new StoreUnavailableError((error as Error).message, { cause: error });
