@@ -394,10 +394,18 @@ export function peakOf(
     }
   };
   const fromMinute = floorTo(sinceMs, MINUTE_MS);
-  for (const minute of minutesOf(rows, recent).values())
-    if (minute.startMs >= fromMinute) consider(minute.max, minute.maxAtMs);
-  for (const row of rows)
-    if (row.minutes === null && row.hourMs >= floorTo(sinceMs, HOUR_MS)) consider(row.summary.max, row.summary.maxAtMs);
+  // A saved minute and a later account of it merge to the higher of the two, so each can be looked at alone. An hour
+  // wholly in the range is its summary (its first highest minute); only the hour the range starts in is read minute
+  // by minute, and only while its minutes are kept.
+  for (const row of rows) {
+    if (row.hourMs >= fromMinute || row.minutes === null) {
+      if (row.hourMs >= floorTo(sinceMs, HOUR_MS)) consider(row.summary.max, row.summary.maxAtMs);
+    } else if (row.summary.max >= online)
+      forEachMinute(row.minutes, row.hourMs, (startMs, max, _min, _mean, maxAtMs) => {
+        if (startMs >= fromMinute) consider(max, maxAtMs);
+      });
+  }
+  for (const minute of recent) if (minute.startMs >= fromMinute) consider(minute.max, minute.maxAtMs);
   return { online, atMs };
 }
 

@@ -626,7 +626,7 @@ export class SqliteStore implements Store {
     const key = channel ?? TOTAL;
     const recent = this.recentMinutes(key, nowMs);
     if (sinceMs === null) return this.history.allTimePeak(key);
-    const rows = this.hourRows(key, floorTo(sinceMs, HOUR_MS), nowMs + 1, () => true);
+    const rows = this.hourRows(key, floorTo(sinceMs, HOUR_MS), nowMs + 1, (hourMs) => hourMs < sinceMs);
     return peakOf(rows, recent, sinceMs);
   }
 
