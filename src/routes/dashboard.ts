@@ -1,6 +1,7 @@
 // The dashboard page at /, its assets under /dashboard/, and the browser build of the client SDK at /client.js.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { brotliCompressSync, constants as zlib, gzipSync } from 'node:zlib';
@@ -56,6 +57,16 @@ export function noneMatch(header: string | undefined, etag: string): boolean {
   return header.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag);
 }
 
+/**
+ * Files of the page's one package, uPlot (its charts), served under /dashboard/ like the page's own and resolved
+ * where npm installed it. The minified browser build, not the ES module one: uPlot ships no minified ES module,
+ * and the plain one is twice the size (42 KB gzipped, against 22).
+ */
+const PACKAGE_ASSETS: Record<string, string> = {
+  'uplot.min.js': 'uplot/dist/uPlot.iife.min.js',
+  'uplot.min.css': 'uplot/dist/uPlot.min.css',
+};
+
 // The compiled SDK: next to dist/src when running the build, under dist/ when running the sources (tests, tsx).
 const CLIENT_BUILD_CANDIDATES = ['../../client/index.js', '../../dist/client/index.js'];
 
@@ -91,6 +102,9 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app) =
     const type = CONTENT_TYPES[extname(name)];
     if (type && name !== 'index.html') assets.set(name, asset(readFileSync(`${dir}${name}`), type));
   }
+  const require = createRequire(import.meta.url);
+  for (const [name, file] of Object.entries(PACKAGE_ASSETS))
+    assets.set(name, asset(readFileSync(require.resolve(file)), CONTENT_TYPES[extname(name)] as string));
   // Asset URLs in the page carry their content hash, so browsers may keep them for a year and still see a new release.
   // Under a host's prefix, the page's links point there too.
   const html = readFileSync(`${dir}index.html`, 'utf8')

@@ -44,9 +44,14 @@ export function launchBrowser(): Promise<Browser> {
 const SECRET = 'browser-test-secret-0123456789abcdef0123456789';
 const DAY_MS = 86_400_000;
 
-/** Past activity written before the service starts: `days[i]` are the identities active i days before today. */
+/**
+ * Past activity written before the service starts: `days[i]` are the identities active i days before today (all at
+ * one instant of that day), `moments` heartbeats at given instants (a day's comings and goings, for the chart of online
+ * over time).
+ */
 export interface History {
   days: readonly (readonly HeartbeatRecord[])[];
+  moments?: readonly { atMs: number; beats: readonly HeartbeatRecord[] }[];
 }
 
 export interface LiveService {
@@ -76,19 +81,23 @@ export async function liveService(
     const pastMs = (daysAgo: number) =>
       Math.floor((nowMs - daysAgo * DAY_MS) / DAY_MS) * DAY_MS + (((nowMs % DAY_MS) + DAY_MS / 2) % DAY_MS);
     const oldest = history ? history.days.length - 1 : 0;
-    const store = SqliteStore.open(
-      join(dir, DATABASE_FILE),
-      storeOptions(config),
-      Math.min(nowMs - config.heartbeatTimeoutMs - 60_000, pastMs(oldest)),
-    );
     // Today's history is written just past the heartbeat timeout, so it counts as active today but not online.
     const todayMs = nowMs - config.heartbeatTimeoutMs - 60_000;
+    const writes = [...(history?.moments ?? [])];
     for (let daysAgo = oldest; history && daysAgo >= 0; daysAgo--) {
       const beats = history.days[daysAgo] ?? [];
       const atMs = daysAgo === 0 ? todayMs : pastMs(daysAgo);
       if (beats.length > 0 && (daysAgo > 0 || Math.floor(todayMs / DAY_MS) === Math.floor(nowMs / DAY_MS)))
-        await store.recordHeartbeats(beats, atMs);
+        writes.push({ atMs, beats });
     }
+    // The store takes heartbeats in the order of time.
+    writes.sort((a, b) => a.atMs - b.atMs);
+    const store = SqliteStore.open(
+      join(dir, DATABASE_FILE),
+      storeOptions(config),
+      Math.min(todayMs, pastMs(oldest), writes[0]?.atMs ?? todayMs),
+    );
+    for (const { atMs, beats } of writes) await store.recordHeartbeats(beats, atMs);
     const app = await buildApp({ config, store, clock: systemClock, identitySecret: SECRET, logger: false });
     const requests: LiveService['requests'] = [];
     const seen = new WeakMap<object, LiveService['requests'][number]>();
