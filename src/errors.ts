@@ -30,7 +30,6 @@ export const ERRORS = {
   NOT_FOUND: { status: 404, message: 'no route %s %s' },
   STORE_UNAVAILABLE: { status: 503, message: 'the store is unavailable: %s' },
   SHUTTING_DOWN: { status: 503, message: 'the service is shutting down' },
-  HISTORY_UNAVAILABLE: { status: 501, message: 'the concurrency history is not kept by --store %s yet' },
   /** A bug: the answer says no more than this, the log has the stack. */
   INTERNAL: { status: 500, message: 'internal error' },
 } as const;
@@ -108,16 +107,6 @@ export class StoreUnavailableError extends Error {
   constructor(detail: string, options?: { cause?: unknown }) {
     super(ERRORS.STORE_UNAVAILABLE.message.replace('%s', detail), options);
     this.name = 'StoreUnavailableError';
-  }
-}
-
-/** A store that does not keep the concurrency history (yet): the API says so instead of answering zeros. */
-export class HistoryUnavailableError extends Error {
-  readonly statusCode = ERRORS.HISTORY_UNAVAILABLE.status;
-  readonly code = codeOf('HISTORY_UNAVAILABLE');
-  constructor(store: string) {
-    super(ERRORS.HISTORY_UNAVAILABLE.message.replace('%s', store));
-    this.name = 'HistoryUnavailableError';
   }
 }
 

@@ -20,8 +20,8 @@ export type ConnectionRefusal = 'total_limit' | 'address_limit';
 /** What the gauges read when scraped. */
 export interface MetricsReaders {
   countOnline(): Promise<number>;
-  /** Today's and the all-time peak of the total; null: the store keeps no history. */
-  peaks(): Promise<{ today: number; allTime: number } | null>;
+  /** Today's and the all-time peak of the total. */
+  peaks(): Promise<{ today: number; allTime: number }>;
 }
 
 export function createMetrics(readers: MetricsReaders, defaults = true): Metrics {
@@ -94,7 +94,6 @@ export function createMetrics(readers: MetricsReaders, defaults = true): Metrics
     registers: [registry],
     async collect() {
       const figures = await readers.peaks();
-      if (figures === null) return;
       this.set({ period: 'today' }, figures.today);
       this.set({ period: 'all_time' }, figures.allTime);
     },

@@ -16,7 +16,7 @@ import { installRequestMetrics } from './http/request-metrics.js';
 import { applyRouteConfig } from './http/route-config.js';
 import { Pseudonymizer, clientIdentity, loadOrCreateSecret } from './identity.js';
 import { createMetrics } from './metrics.js';
-import { Peak, dayAndRecordIfKept, historyRoutes } from './routes/history.js';
+import { Peak, dayAndRecord, historyRoutes } from './routes/history.js';
 import { openapiOptions } from './openapi.js';
 import { openStoreLocked } from './open-store.js';
 import type { RateLimiterStore } from './ratelimit/limiter.js';
@@ -56,8 +56,8 @@ export function createDeps(options: DepsOptions): AppDeps {
     metrics: createMetrics({
       countOnline: () => store.countOnline(clock.nowMs()),
       async peaks() {
-        const peaks = await dayAndRecordIfKept(store, calendar, null, clock.nowMs());
-        return peaks === null ? null : { today: peaks.today.online, allTime: peaks.all_time.online };
+        const peaks = await dayAndRecord(store, calendar, null, clock.nowMs());
+        return { today: peaks.today.online, allTime: peaks.all_time.online };
       },
     }),
     guards: createGuards(config, limiter, pseudonymizer, () => clock.nowMs()),

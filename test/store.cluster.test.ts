@@ -5,7 +5,7 @@ import { createCalendar } from '../src/calendar.js';
 import { Pseudonymizer } from '../src/identity.js';
 import { RedisStore } from '../src/store/redis.js';
 import type { Store } from '../src/store/store.js';
-import { HISTORY_TESTS, storeSuite } from './store.suite.js';
+import { storeSuite } from './store.suite.js';
 import { redisCommand, startRedisCluster, type RedisCluster } from './support/redis-server.js';
 
 let cluster: RedisCluster;
@@ -36,7 +36,6 @@ storeSuite(
       return reopened;
     },
   },
-  Object.fromEntries(HISTORY_TESTS.map((title) => [title, 'the concurrency history is not kept on Redis yet'])),
 );
 
 describe('Redis store on a Cluster', () => {

@@ -6,7 +6,7 @@ import { Pseudonymizer } from '../src/identity.js';
 import { RedisStore } from '../src/store/redis.js';
 import { SqliteStore } from '../src/store/sqlite.js';
 import type { Store } from '../src/store/store.js';
-import { HISTORY_TESTS, storeSuite } from './store.suite.js';
+import { storeSuite } from './store.suite.js';
 import { startRedis, type RedisServer } from './support/redis-server.js';
 
 let server: RedisServer;
@@ -38,7 +38,6 @@ storeSuite(
       return reopened;
     },
   },
-  Object.fromEntries(HISTORY_TESTS.map((title) => [title, 'the concurrency history is not kept on Redis yet'])),
 );
 
 describe('weekly and monthly actives, SQLite next to Redis', () => {

@@ -18,15 +18,6 @@ export interface StoreFactory {
   teardown?(): Promise<void>;
 }
 
-/** The titles of the concurrency history's tests (a store that does not keep it yet names them as skips). */
-export const HISTORY_TESTS = [
-  'concurrency: each minute has its exact highest and lowest count and its time-weighted mean',
-  'concurrency: a timed-out identity lowers the count at its exact instant, with no heartbeat after',
-  'concurrency: hours and days are made of their minutes; channels have their own series',
-  'peaks: since an instant, and all-time, each with the first instant it was reached',
-  'history survives a close and reopen, and goes on from the count without a dip',
-];
-
 /** Named skips: test title -> reason. A divergence must be written down, never silently dropped. */
 export type Skips = Record<string, string>;
 

@@ -49,7 +49,7 @@ const uPlot = /** @type {{ uPlot: typeof import('uplot') }} */ (/** @type {unkno
  * @typedef {{ online: number, at: string | null }} Peak
  */
 /**
- * GET /analytics/summary: online now, today's and the all-time peak (null where the store keeps no history), and the
+ * GET /analytics/summary: online now, today's and the all-time peak, and the
  * distinct clients active in the last 1, 7 and 30 days.
  * @typedef {object} Summary
  * @property {number} online_clients_count
@@ -254,9 +254,9 @@ async function loadHistory(signal) {
     answer = /** @type {Concurrency} */ (await response.json());
   } catch (error) {
     if (mine.signal.aborted && !signal.aborted) return;
-    // 501: this store keeps no history; 400: not this far back (--max-days). Neither gets better by asking again.
-    if (error instanceof Refused && (error.status === 501 || error.status === 400)) {
-      showHistoryMessage(error.status === 501 ? 'This service keeps no history of who was online.' : error.message);
+    // 400: not this far back (--max-days); it does not get better by asking again.
+    if (error instanceof Refused && error.status === 400) {
+      showHistoryMessage(error.message);
       return;
     }
     throw error;
@@ -592,7 +592,7 @@ function showTable(days) {
 }
 
 /**
- * @param {Peak | null} peak today's, or null where the store keeps no history
+ * @param {Peak | null} peak today's, or null while not known yet
  */
 function showPeakToday(peak) {
   const element = $('peak-today');

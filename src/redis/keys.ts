@@ -25,6 +25,19 @@ export class RedisKeys {
   channel = (shard: number, name: string): string => `${this.channelPrefix(shard)}${name}`;
   sketch = (shard: number, day: string): string => `${this.tag(shard)}:hll:${day}`;
   probe = (shard: number): string => `${this.tag(shard)}:probe`;
+  /** A shard's history: its counts as settled, and its changes not settled yet (record.lua, settle.lua). */
+  hist = (shard: number): string => `${this.tag(shard)}:hist`;
+  historyLog = (shard: number): string => `${this.tag(shard)}:hlog`;
+  /** The settled history of every series is small and read together: one slot. */
+  historyLeader = (): string => `{${this.prefix}history}:leader`;
+  historyPeaks = (): string => `{${this.prefix}history}:peaks`;
+  /** A series' hour summaries: ZSET by hour (epoch ms) of "hour:max:maxAt:min:meanSum:recorded"; "" the total. */
+  historyHours = (series: string): string => `{${this.prefix}history}:h:${series}`;
+  /**
+   * A series' minutes: HASH hour (epoch ms) -> the 960-byte blob of concurrency.ts. Dropped by the settling instance
+   * by its clock, not by Redis's expiry: a stored instant is the callers' time.
+   */
+  historyMinutes = (series: string): string => `{${this.prefix}history}:m:${series}`;
   /** The channel limit is one decision for all instances: one key, touched once per turn, not per heartbeat. */
   leases = (): string => `{${this.prefix}channels}:leases`;
   meta = (): string => `{${this.prefix}meta}`;

@@ -4,7 +4,7 @@ import type { AppDeps } from '../http/deps.js';
 import { parseDayKey, shiftDay } from '../calendar.js';
 import { serviceError } from '../errors.js';
 import { CSV_TYPE, FormatQuery, jsonOrCsv, toCsv, wantsCsv } from './csv.js';
-import { dayAndRecordIfKept } from './history.js';
+import { dayAndRecord } from './history.js';
 import { ChannelCount, ClientIdHeaders, errorResponses } from './schemas.js';
 
 const DAY_MS = 86_400_000;
@@ -149,10 +149,10 @@ export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, d
         response: {
           200: Type.Object({
             online_clients_count: Type.Integer(),
-            peaks: Type.Union([Type.Object({ today: Type.Ref('Peak'), all_time: Type.Ref('Peak') }), Type.Null()], {
-              description:
-                "Today's and the all-time peak (see /analytics/peaks); null where the store keeps no history",
-            }),
+            peaks: Type.Object(
+              { today: Type.Ref('Peak'), all_time: Type.Ref('Peak') },
+              { description: "Today's and the all-time peak (see /analytics/peaks)" },
+            ),
             active: Type.Object({ '1': Type.Integer(), '7': Type.Integer(), '30': Type.Integer() }),
             top_channels: Type.Array(ChannelCount),
             time_zone: Type.String(),
@@ -166,7 +166,7 @@ export const analyticsRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, d
       const nowMs = clock.nowMs();
       const [online, peaks, day, week, month, top] = await Promise.all([
         store.countOnline(nowMs),
-        dayAndRecordIfKept(store, deps.calendar, null, nowMs),
+        dayAndRecord(store, deps.calendar, null, nowMs),
         store.countActive(nowMs - DAY_MS, nowMs),
         store.countActive(nowMs - 7 * DAY_MS, nowMs),
         store.countActive(nowMs - 30 * DAY_MS, nowMs),

@@ -4,7 +4,7 @@ import type { Writable } from 'node:stream';
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { AppDeps } from '../http/deps.js';
 import { addressBlockIdentity } from '../identity.js';
-import { dayAndRecordIfKept } from './history.js';
+import { dayAndRecord } from './history.js';
 import { ClientIdHeaders } from './schemas.js';
 
 /** How often the figures are read and, when changed, pushed: at most one event a second. */
@@ -67,10 +67,10 @@ export const eventRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps)
     const [online, channels, peaks] = await Promise.all([
       store.countOnline(nowMs),
       store.topChannels(nowMs, 10),
-      dayAndRecordIfKept(store, deps.calendar, null, nowMs),
+      dayAndRecord(store, deps.calendar, null, nowMs),
     ]);
     // The day's peak is part of the figures: an event is sent when it changes.
-    return JSON.stringify({ online_clients_count: online, channels, peak_today: peaks?.today ?? null });
+    return JSON.stringify({ online_clients_count: online, channels, peak_today: peaks.today });
   };
   const event = (data: string) => {
     const parsed = JSON.parse(data) as Record<string, unknown>;

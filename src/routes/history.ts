@@ -1,7 +1,7 @@
 // How many were online over time: /analytics/concurrency (per minute, hour or day) and /analytics/peaks.
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Calendar } from '../calendar.js';
-import { HistoryUnavailableError, serviceError } from '../errors.js';
+import { serviceError } from '../errors.js';
 import type { AppDeps } from '../http/deps.js';
 import type { ConcurrencyInterval, ConcurrencyPeak, Store } from '../store/store.js';
 import { CSV_TYPE, FormatQuery, jsonOrCsv, toCsv, wantsCsv } from './csv.js';
@@ -65,18 +65,6 @@ export async function dayAndRecord(
   return { today: answerOf(today), all_time: answerOf(allTime) };
 }
 
-/** As dayAndRecord(), or null when the store keeps no history (yet). */
-export async function dayAndRecordIfKept(
-  ...args: Parameters<typeof dayAndRecord>
-): Promise<Awaited<ReturnType<typeof dayAndRecord>> | null> {
-  try {
-    return await dayAndRecord(...args);
-  } catch (error) {
-    if (error instanceof HistoryUnavailableError) return null;
-    throw error;
-  }
-}
-
 /**
  * ISO 8601 of whole minutes, made from each hour's text once: 1,441 `toISOString()` calls were most of the time of a
  * 24-hour answer.
@@ -117,7 +105,7 @@ function pointsNeeded(interval: ConcurrencyInterval, fromMs: number, toMs: numbe
 
 export const historyRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps) => {
   const { store, clock, calendar, config } = deps;
-  const readErrors = { 401: Type.Ref('Error'), ...errorResponses, 501: Type.Ref('Error') };
+  const readErrors = { 401: Type.Ref('Error'), ...errorResponses };
 
   // Counts fall as identities time out, with no heartbeat to say so: the store completes and saves each minute soon
   // after it ends.

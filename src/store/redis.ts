@@ -1,17 +1,19 @@
 // The scale-out store: any number of stateless instances share Redis (standalone or Cluster); its Lua is in
 // redis/*.lua.
 import { TurnBatcher } from '../batcher.js';
-import { HistoryUnavailableError, StoreUnavailableError } from '../errors.js';
+import { StoreUnavailableError } from '../errors.js';
 import type { RedisConnection } from '../redis/connection.js';
 import { connectDeployment } from '../redis/deployment.js';
 import { RedisKeys } from '../redis/keys.js';
 import { LuaScript } from '../redis/lua.js';
+import { RedisHistory } from './redis/history.js';
 import { layOutBatch, type RecordOp } from './redis/record-batch.js';
 import { SettledWindows } from './window-cache.js';
 import type {
   ChannelCount,
   ConcurrencyPeak,
   ConcurrencyPoint,
+  ConcurrencyQuery,
   DayActivity,
   HeartbeatRecord,
   RecordOutcome,
@@ -79,6 +81,7 @@ export class RedisStore implements Store {
   private latestNowMs = -Infinity;
   /** Called after each write with its heartbeats and duration (the app's commit metrics). */
   onCommit: ((heartbeats: number, durationMs: number) => void) | null = null;
+  private readonly history: RedisHistory;
 
   /**
    * On a connection the caller made and closes (the server shares it with the rate limiter), unless
@@ -89,7 +92,9 @@ export class RedisStore implements Store {
     readonly keys: RedisKeys,
     private readonly options: StoreOptions,
     private readonly ownsConnection = false,
-  ) {}
+  ) {
+    this.history = new RedisHistory(redis, keys, options);
+  }
 
   /**
    * Connects (standalone or Cluster, detected), checks the deployment's settings agree, and opens a store owning the
@@ -111,6 +116,7 @@ export class RedisStore implements Store {
       throw new StoreUnavailableError(`more than ${MAX_PENDING_HEARTBEATS} heartbeats are waiting for redis`);
     }
     this.pendingHeartbeats += beats.length;
+    this.history.touch();
     try {
       const refused = await this.admitNewChannels(beats, nowMs);
       let channelsRefused = 0;
@@ -132,6 +138,7 @@ export class RedisStore implements Store {
   async recordLeaves(identities: readonly string[], nowMs: number): Promise<void> {
     this.assertOpen();
     this.sawTime(nowMs);
+    this.history.touch();
     const ops = identities.map((identity) => ({ kind: 'l' as const, identity, channel: null }));
     await new Promise<RecordOutcome>((done, fail) => this.enqueue({ ops, nowMs, channelsRefused: 0, done, fail }));
   }
@@ -140,7 +147,8 @@ export class RedisStore implements Store {
    * Merges identities last seen at given times (the demo's users_data.json): one ZADD GT per shard, so last seen
    * only ever rises and importing again changes nothing. Like the SQLite store's import it sets last seen only: the
    * daily counts and sketches are of heartbeats the service received. Entries older than the retention are dropped
-   * by the next write's housekeeping, as any such identity is.
+   * by the next write's housekeeping, as any such identity is. The history of each shard written to starts again
+   * from its live counts at its next heartbeat, as the imported identities came online unseen by it.
    */
   async importIdentities(entries: readonly { identity: string; lastSeenMs: number }[]): Promise<void> {
     this.assertOpen();
@@ -152,7 +160,13 @@ export class RedisStore implements Store {
       args.push(lastSeenMs, Buffer.from(identity, 'latin1'));
     }
     await this.track(
-      this.redis.run((client) => Promise.all([...perShard.values()].map((args) => client.call('ZADD', args)))),
+      this.redis.run((client) =>
+        Promise.all(
+          [...perShard].map(([shard, args]) =>
+            client.call('ZADD', args).then(() => client.hdel(this.keys.hist(shard), 'u')),
+          ),
+        ),
+      ),
     );
   }
 
@@ -336,18 +350,26 @@ export class RedisStore implements Store {
     if (nowMs > this.latestNowMs) this.latestNowMs = nowMs;
   }
 
+  async concurrency(query: ConcurrencyQuery, nowMs: number): Promise<ConcurrencyPoint[]> {
+    this.assertOpen();
+    this.sawTime(nowMs);
+    return this.history.concurrency(query, nowMs);
+  }
+
+  async peak(channel: string | null, sinceMs: number | null, nowMs: number): Promise<ConcurrencyPeak> {
+    this.assertOpen();
+    this.sawTime(nowMs);
+    return this.history.peak(channel, sinceMs, nowMs);
+  }
+
+  /** Every instance calls it; the one holding the history's lease settles (docs/analytics.md). */
+  async settle(nowMs: number): Promise<void> {
+    this.assertOpen();
+    this.sawTime(nowMs);
+    await this.history.settle(nowMs);
+  }
+
   /** Ready when every shard's slot takes a write (a master is up for each, and it accepts writes). */
-  /** Not kept on Redis yet: said so (501), never answered with zeros. */
-  async concurrency(): Promise<ConcurrencyPoint[]> {
-    throw new HistoryUnavailableError(this.kind);
-  }
-
-  async peak(): Promise<ConcurrencyPeak> {
-    throw new HistoryUnavailableError(this.kind);
-  }
-
-  async settle(): Promise<void> {}
-
   async check(): Promise<void> {
     this.assertOpen();
     await this.redis.run((client) =>
@@ -362,6 +384,7 @@ export class RedisStore implements Store {
     this.writes.drain();
     this.closed = true;
     await Promise.allSettled([...this.inFlight]);
+    await this.history.close(this.latestNowMs).catch(() => {});
     if (this.ownsConnection) await this.redis.close();
   }
 

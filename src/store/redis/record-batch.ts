@@ -8,6 +8,11 @@ const DAY_MS = 86_400_000;
 const TRIM_BUDGET = 256;
 /** Day sketches outlive the longest look-back by a month, so a month's distinct count still finds them. */
 const SKETCH_EXTRA_DAYS = 31;
+/**
+ * Changes of the online counts a shard keeps until the history is settled (every second, docs/analytics.md): far
+ * beyond a second's, so only a history nobody settles for long starts again from the live counts.
+ */
+export const MAX_UNSETTLED_CHANGES = 1_000_000;
 
 /** One operation of a call: a heartbeat (with its channel, or null when none or refused) or a leave. */
 export interface RecordOp {
@@ -112,6 +117,8 @@ function shardCall(
       keys.left(shard),
       keys.days(shard),
       keys.chans(shard),
+      keys.hist(shard),
+      keys.historyLog(shard),
       ...dayKeys,
       ...channelNames.map((name) => keys.channel(shard, name)),
     ],
@@ -120,6 +127,7 @@ function shardCall(
       entry.latestMs - (maxDays + 1) * DAY_MS,
       TRIM_BUDGET,
       keys.channelPrefix(shard),
+      MAX_UNSETTLED_CHANGES,
       entry.days.size,
       ...dayArgs,
       channelNames.length,

@@ -4,14 +4,18 @@
 -- KEYS[2]  left:  ZSET identity -> its last heartbeat, for identities that left since that heartbeat
 -- KEYS[3]  days:  HASH "<day>:a" -> identities active that day, "<day>:n" -> identities new that day
 -- KEYS[4]  chans: ZSET channel -> latest heartbeat on it in this shard
--- KEYS[5 .. 4+D]      hll:<day> of each day below: HyperLogLog of the identities active that day
--- KEYS[5+D .. 4+D+C]  ch:<channel> of each channel below: ZSET identity -> last heartbeat on it
+-- KEYS[5]  hist:  HASH "u" -> the instant the history is settled until (settle.lua), "c:<channel>" -> the count
+--                 online then ("c:" the total)
+-- KEYS[6]  hlog:  LIST of changes of the online counts not settled yet, "<ms>,<+1|-1>,<channel>" ("" the total)
+-- KEYS[7 .. 6+D]      hll:<day> of each day below: HyperLogLog of the identities active that day
+-- KEYS[7+D .. 6+D+C]  ch:<channel> of each channel below: ZSET identity -> last heartbeat on it
 --
 -- ARGV[1]  heartbeat timeout (ms)
 -- ARGV[2]  retention cutoff (epoch ms): identities last seen before it are forgotten
 -- ARGV[3]  trim budget: most stale entries removed per key per call, so no call runs long
 -- ARGV[4]  prefix of this shard's channel keys ("{os:3}:ch:"), for leaves and for emptied channels
--- ARGV[5]  D, then D triples: day key (YYYY-MM-DD), day start (epoch ms), sketch expiry (epoch ms)
+-- ARGV[5]  the most unsettled changes kept (beyond it, the history starts again from the live counts)
+-- ARGV[6]  D, then D triples: day key (YYYY-MM-DD), day start (epoch ms), sketch expiry (epoch ms)
 -- then     C, then C channel names
 -- then     the operations, five fields each:
 --            "b", identity, time (ms), day index 1..D, channel index 0..C (0: none)   a heartbeat
@@ -19,9 +23,15 @@
 --
 -- Every key named or built here carries the shard's hash tag, so all sit in one Redis Cluster slot.
 -- Times are the callers' clocks: an identity's last heartbeat only ever rises (ZADD GT).
+--
+-- History (docs/analytics.md): settle.lua counts, for every member of seen and of each ch:<channel>, a fall of the
+-- count at its last heartbeat + timeout + 1 ms (its implicit expiry), if that instant is at or after u. What the sorted
+-- sets cannot tell is logged here, at its instant: an identity coming online, a leave, and the implicit expiry an
+-- update of the score hides (an expiry that happened, or the one a leave stands in for) when it is not settled yet.
 -- Returns the number of operations applied.
 
-local seen, left, days, chans = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local seen, left, days, chans, hist, hlog = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local K = 6
 local timeout = tonumber(ARGV[1])
 local retention = ARGV[2]
 local budget = tonumber(ARGV[3])
@@ -31,7 +41,9 @@ local function ms(number)
   return string.format('%d', number)
 end
 
-local a = 5
+local maxLog = tonumber(ARGV[5])
+
+local a = 6
 local dayCount = tonumber(ARGV[a]); a = a + 1
 local dayKey, dayStart, dayExpiry = {}, {}, {}
 for d = 1, dayCount do
@@ -43,6 +55,31 @@ local channel = {}
 for c = 1, channelCount do
   channel[c] = ARGV[a]
   a = a + 1
+end
+
+-- The history starts (again) at this call's first instant, from the counts online then.
+local settled = tonumber(redis.call('HGET', hist, 'u'))
+if not settled or redis.call('LLEN', hlog) >= maxLog then
+  -- The counts just before that instant: of identities whose last heartbeat is at most timeout + 1 ms older.
+  settled = tonumber(ARGV[a + 2])
+  local from = ms(settled - timeout - 1)
+  redis.call('DEL', hist, hlog)
+  -- settle.lua will count the implicit expiries of those that left, which they stand for no more.
+  local gone = redis.call('ZRANGEBYSCORE', left, from, '+inf', 'WITHSCORES')
+  for i = 2, #gone, 2 do redis.call('RPUSH', hlog, ms(tonumber(gone[i]) + timeout + 1) .. ',1,') end
+  local fields = {'u', ms(settled), 'c:', redis.call('ZCOUNT', seen, from, '+inf') - redis.call('ZCOUNT', left, from, '+inf')}
+  for _, name in ipairs(redis.call('ZRANGEBYSCORE', chans, from, '+inf')) do
+    local count = redis.call('ZCOUNT', channelPrefix .. name, from, '+inf')
+    if count > 0 then
+      fields[#fields + 1] = 'c:' .. name
+      fields[#fields + 1] = count
+    end
+  end
+  redis.call('HSET', hist, unpack(fields))
+end
+local changes = {}
+local function change(time, delta, name)
+  changes[#changes + 1] = ms(time) .. delta .. name
 end
 
 local active, fresh = {}, {}
@@ -59,29 +96,51 @@ while a <= #ARGV do
     if not previous or tonumber(previous) < dayStart[d] then
       active[d] = (active[d] or 0) + 1
       if not previous then fresh[d] = (fresh[d] or 0) + 1 end
-      local sketch = KEYS[4 + d]
+      local sketch = KEYS[K + d]
       redis.call('PFADD', sketch, identity)
       redis.call('PEXPIREAT', sketch, dayExpiry[d])
     end
     redis.call('ZADD', seen, 'GT', time, identity)
-    redis.call('ZREM', left, identity)
+    local wasLeft = redis.call('ZREM', left, identity) == 1
+    local expiry = previous and tonumber(previous) + timeout + 1
+    -- An identity online on the total's count before stays online: no change.
+    if previous and expiry >= settled and (wasLeft or now >= expiry) then change(expiry, ',-1,', '') end
+    if not previous or wasLeft or now >= expiry then change(now, ',1,', '') end
     if c > 0 then
-      redis.call('ZADD', KEYS[4 + dayCount + c], 'GT', time, identity)
+      local key = KEYS[K + dayCount + c]
+      local before = redis.call('ZSCORE', key, identity)
+      local channelExpiry = before and tonumber(before) + timeout + 1
+      if before and channelExpiry >= settled and now >= channelExpiry then change(channelExpiry, ',-1,', channel[c]) end
+      if not before or now >= channelExpiry then change(now, ',1,', channel[c]) end
+      redis.call('ZADD', key, 'GT', time, identity)
       redis.call('ZADD', chans, 'GT', time, channel[c])
     end
   else
     local last = redis.call('ZSCORE', seen, identity)
     -- Only an identity still online can leave; it stays in seen, so it still counts as active.
     if last and tonumber(last) >= now - timeout then
-      redis.call('ZADD', left, last, identity)
+      if redis.call('ZADD', left, last, identity) == 1 then
+        -- Offline now; settle.lua will still count its implicit expiry, which this rise cancels.
+        change(now, ',-1,', '')
+        change(tonumber(last) + timeout + 1, ',1,', '')
+      end
       for _, name in ipairs(redis.call('ZRANGEBYSCORE', chans, ms(now - timeout), '+inf')) do
-        redis.call('ZREM', channelPrefix .. name, identity)
+        local key = channelPrefix .. name
+        local before = redis.call('ZSCORE', key, identity)
+        if before then
+          redis.call('ZREM', key, identity)
+          local channelExpiry = tonumber(before) + timeout + 1
+          if now < channelExpiry then change(now, ',-1,', name)
+          elseif channelExpiry >= settled then change(channelExpiry, ',-1,', name) end
+        end
       end
     end
   end
   applied = applied + 1
   a = a + 5
 end
+
+if #changes > 0 then redis.call('RPUSH', hlog, unpack(changes)) end
 
 for d = 1, dayCount do
   if active[d] then redis.call('HINCRBY', days, dayKey[d] .. ':a', active[d]) end
@@ -101,7 +160,9 @@ if latest > 0 then
   local cutoff = ms(latest - timeout)
   trim(left, cutoff)
   trim(seen, retention)
-  for c = 1, channelCount do trim(KEYS[4 + dayCount + c], cutoff) end
+  -- A channel's member stays until its implicit expiry is settled.
+  cutoff = ms(math.min(latest - timeout, settled - timeout - 1))
+  for c = 1, channelCount do trim(KEYS[K + dayCount + c], cutoff) end
   -- A channel whose latest heartbeat timed out has nobody online: drop it whole.
   local empty = stale(chans, cutoff)
   for _, name in ipairs(empty) do redis.call('DEL', channelPrefix .. name) end
