@@ -19,24 +19,21 @@ after(async () => {
 const prefixes = new WeakMap<Store, string>();
 let stores = 0;
 
-storeSuite(
-  'redis (cluster of three masters)',
-  {
-    async create(options) {
-      const prefix = `t${stores++}:`;
-      const store = await RedisStore.open({ url: cluster.url, prefix, shards: 16 }, options);
-      prefixes.set(store, prefix);
-      return store;
-    },
-    async reopen(store, options) {
-      const prefix = prefixes.get(store) as string;
-      await store.close();
-      const reopened = await RedisStore.open({ url: cluster.url, prefix, shards: 16 }, options);
-      prefixes.set(reopened, prefix);
-      return reopened;
-    },
+storeSuite('redis (cluster of three masters)', {
+  async create(options) {
+    const prefix = `t${stores++}:`;
+    const store = await RedisStore.open({ url: cluster.url, prefix, shards: 16 }, options);
+    prefixes.set(store, prefix);
+    return store;
   },
-);
+  async reopen(store, options) {
+    const prefix = prefixes.get(store) as string;
+    await store.close();
+    const reopened = await RedisStore.open({ url: cluster.url, prefix, shards: 16 }, options);
+    prefixes.set(reopened, prefix);
+    return reopened;
+  },
+});
 
 describe('Redis store on a Cluster', () => {
   it('spreads online identities over every master, so no one slot or node holds them all', async () => {

@@ -20,25 +20,22 @@ after(async () => {
 const prefixes = new WeakMap<Store, string>();
 let stores = 0;
 
-storeSuite(
-  'redis (standalone)',
-  {
-    async create(options) {
-      // Each store gets its own key prefix: stores in one test never see each other's data.
-      const prefix = `t${stores++}:`;
-      const store = await RedisStore.open({ url: server.url, prefix, shards: 16 }, options);
-      prefixes.set(store, prefix);
-      return store;
-    },
-    async reopen(store, options) {
-      const prefix = prefixes.get(store) as string;
-      await store.close();
-      const reopened = await RedisStore.open({ url: server.url, prefix, shards: 16 }, options);
-      prefixes.set(reopened, prefix);
-      return reopened;
-    },
+storeSuite('redis (standalone)', {
+  async create(options) {
+    // Each store gets its own key prefix: stores in one test never see each other's data.
+    const prefix = `t${stores++}:`;
+    const store = await RedisStore.open({ url: server.url, prefix, shards: 16 }, options);
+    prefixes.set(store, prefix);
+    return store;
   },
-);
+  async reopen(store, options) {
+    const prefix = prefixes.get(store) as string;
+    await store.close();
+    const reopened = await RedisStore.open({ url: server.url, prefix, shards: 16 }, options);
+    prefixes.set(reopened, prefix);
+    return reopened;
+  },
+});
 
 describe('weekly and monthly actives, SQLite next to Redis', () => {
   it('disagreed by 2.4% near 41,000 identities: now the two stores agree within their error bound', async () => {
