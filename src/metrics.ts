@@ -22,6 +22,8 @@ export interface MetricsReaders {
   countOnline(): Promise<number>;
   /** Today's and the all-time peak of the total. */
   peaks(): Promise<{ today: number; allTime: number }>;
+  /** Whether this instance settles the history (see Store.leads). */
+  leads(): boolean;
 }
 
 export function createMetrics(readers: MetricsReaders, defaults = true): Metrics {
@@ -96,6 +98,14 @@ export function createMetrics(readers: MetricsReaders, defaults = true): Metrics
       const figures = await readers.peaks();
       this.set({ period: 'today' }, figures.today);
       this.set({ period: 'all_time' }, figures.allTime);
+    },
+  });
+  new Gauge({
+    name: 'online_stats_leader',
+    help: 'Whether this instance settles the history for the deployment (1), or another one does (0)',
+    registers: [registry],
+    collect() {
+      this.set(readers.leads() ? 1 : 0);
     },
   });
   return {

@@ -59,6 +59,7 @@ export function createDeps(options: DepsOptions): AppDeps {
         const peaks = await dayAndRecord(store, calendar, null, clock.nowMs());
         return { today: peaks.today.online, allTime: peaks.all_time.online };
       },
+      leads: () => store.leads(),
     }),
     guards: createGuards(config, limiter, pseudonymizer, () => clock.nowMs()),
     lifecycle: { shuttingDown: false },

@@ -243,6 +243,7 @@ export function storeSuite(name: string, factory: StoreFactory, skips: Skips = {
       // The running minute: 2 all along so far.
       assert.deepEqual(second, { startMs: T0 + MINUTE, max: 2, min: 2, mean: 2 });
       assert.deepEqual(await store.peak(null, null, T0 + MINUTE + 5_000), { online: 3, atMs: T0 + 30_000 });
+      assert.equal(store.leads(), true, 'the only instance settles its own history');
     });
 
     test('concurrency: a timed-out identity lowers the count at its exact instant, with no heartbeat after', async () => {

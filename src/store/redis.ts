@@ -369,6 +369,10 @@ export class RedisStore implements Store {
     await this.history.settle(nowMs);
   }
 
+  leads(): boolean {
+    return !this.closed && this.history.leading;
+  }
+
   /** Ready when every shard's slot takes a write (a master is up for each, and it accepts writes). */
   async check(): Promise<void> {
     this.assertOpen();

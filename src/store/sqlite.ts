@@ -661,6 +661,11 @@ export class SqliteStore implements Store {
    * in the database and the WAL, as a heartbeat of a new user does; so readiness comes back once space does, even when
    * no traffic reaches an instance that is out of rotation.
    */
+  /** One process holds the data directory's lock: it is the only one. */
+  leads(): boolean {
+    return !this.closed;
+  }
+
   async check(): Promise<void> {
     this.assertOpen();
     try {

@@ -111,6 +111,11 @@ export interface Store {
    * coming, counts still fall as identities time out.
    */
   settle(nowMs: number): Promise<void>;
+  /**
+   * Whether this instance does the work a deployment does once (settling the history): always for a store of one
+   * process; on Redis, only the instance holding the lease, as of its last settle.
+   */
+  leads(): boolean;
   /** Throws unless the store is open and writable (readiness). */
   check(): Promise<void>;
   /** Finishes pending writes, then closes. */

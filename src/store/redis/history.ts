@@ -74,6 +74,8 @@ export class RedisHistory {
   /** Whether this instance wrote since the last settle (a read then settles again, even at the same instant). */
   private dirty = false;
   private rounds: Promise<void> = Promise.resolve();
+  /** Whether this instance held the lease at its last round. */
+  leading = false;
 
   constructor(
     private readonly redis: RedisConnection,
@@ -123,6 +125,7 @@ export class RedisHistory {
   async close(nowMs: number): Promise<void> {
     if (this.tracker !== null && Number.isFinite(nowMs)) await this.settle(nowMs).catch(() => {});
     await this.rounds;
+    this.leading = false;
     await this.redis.run((client) => LEAD.run(client, [this.keys.historyLeader()], [this.id, LEASE_MS, 0]));
   }
 
@@ -156,7 +159,8 @@ export class RedisHistory {
     const leading = await this.redis.run((client) =>
       LEAD.run(client, [this.keys.historyLeader()], [this.id, LEASE_MS, 1]),
     );
-    if (leading !== 1) {
+    this.leading = leading === 1;
+    if (!this.leading) {
       this.forget();
       return;
     }
