@@ -135,7 +135,10 @@ describe('concurrency history on three instances sharing one Redis', () => {
     await sleep(1500); // a settle round after the expiries
     const series = await Promise.all(instances.map((instance) => minutes(instance, startedMs)));
     const [reference] = series as [Point[]];
-    for (const other of series.slice(1)) assert.deepEqual(other, reference, 'every instance answers the same minutes');
+    // The running minute's mean grows with the time it covers, which differs by a few ms between the reads.
+    const settled = (points: Point[]) => points.map((p, i) => (i === points.length - 1 ? { ...p, mean: 0 } : p));
+    for (const other of series.slice(1))
+      assert.deepEqual(settled(other), settled(reference), 'every instance answers the same minutes');
     assert.equal(Math.max(...reference.map((p) => p.max)), 30);
     const last = reference[reference.length - 1] as Point;
     assert.equal(last.min, 0, 'the timeouts lowered the running minute to 0');

@@ -181,20 +181,23 @@ export const historyRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, dep
         );
       const channel = query.channel ?? null;
       const iso = minuteIsoFormatter();
-      const points = (await store.concurrency({ channel, interval, fromMs, toMs }, nowMs)).map((point) => ({
-        start: iso(point.startMs),
-        max: point.max,
-        min: point.min,
-        mean: Math.round(point.mean * 1000) / 1000,
-      }));
+      const points = await store.concurrency({ channel, interval, fromMs, toMs }, nowMs);
+      const mean = (value: number) => Math.round(value * 1000) / 1000;
       if (wantsCsv(request, query.format))
         return reply.type(CSV_TYPE).send(
           toCsv(
             ['start', 'max', 'min', 'mean'],
-            points.map((p) => [p.start, p.max, p.min, p.mean]),
+            points.map((p) => [iso(p.startMs), p.max, p.min, mean(p.mean)]),
           ),
         );
-      return { interval, channel, points };
+      // Written here rather than by the schema's serializer: 1,441 points through it cost about a third of the read,
+      // and every field is a number or an ISO instant that needs no escaping. The schema still documents the answer.
+      let body = `{"interval":"${interval}","channel":${JSON.stringify(channel)},"points":[`;
+      for (let i = 0; i < points.length; i++) {
+        const p = points[i] as (typeof points)[number];
+        body += `${i === 0 ? '' : ','}{"start":"${iso(p.startMs)}","max":${p.max},"min":${p.min},"mean":${mean(p.mean)}}`;
+      }
+      return reply.type('application/json; charset=utf-8').send(`${body}]}`);
     },
   );
 

@@ -78,7 +78,7 @@ export class ConcurrencyTracker {
 
   /** An all-time peak as saved. */
   loadPeak(key: string, peak: ConcurrencyPeak): void {
-    this.allTime.set(key, peak);
+    this.allTime.set(key, { ...peak });
   }
 
   /** The count of `key` became `count` at `atMs` (never earlier than the last change reported). */
@@ -102,8 +102,13 @@ export class ConcurrencyTracker {
     // A count held for no time at all (the one before a change at the minute's first instant) is not its lowest.
     if (at === minute.startMs) minute.min = count;
     else if (count < minute.min) minute.min = count;
+    // Updated in place: with every heartbeat a new identity, the count rises on nearly every change.
     const peak = this.allTime.get(key);
-    if (peak === undefined || count > peak.online) this.allTime.set(key, { online: count, atMs: at });
+    if (peak === undefined) this.allTime.set(key, { online: count, atMs: at });
+    else if (count > peak.online) {
+      peak.online = count;
+      peak.atMs = at;
+    }
   }
 
   /** Completes every minute that ended by `nowMs`. */
@@ -134,7 +139,8 @@ export class ConcurrencyTracker {
   }
 
   allTimePeak(key: string): ConcurrencyPeak {
-    return this.allTime.get(key) ?? { online: 0, atMs: null };
+    const peak = this.allTime.get(key);
+    return peak === undefined ? { online: 0, atMs: null } : { online: peak.online, atMs: peak.atMs };
   }
 
   /** Minutes completed since the last call, oldest first per series. */
@@ -206,7 +212,12 @@ export class BatchPeaks {
     const count = (this.counts.get(key) ?? before()) + delta;
     this.counts.set(key, count);
     const high = this.highs.get(key);
-    if (delta > 0 && (high === undefined || count > high.online)) this.highs.set(key, { online: count, atMs });
+    if (delta < 0) return;
+    if (high === undefined) this.highs.set(key, { online: count, atMs });
+    else if (count > high.online) {
+      high.online = count;
+      high.atMs = atMs;
+    }
   }
 }
 
@@ -261,6 +272,30 @@ export function summarise(minutes: readonly MinuteFigures[]): HourSummary {
     meanSum += minute.mean;
   }
   return { max, maxAtMs, min: minutes.length === 0 ? 0 : min, meanSum, recorded: minutes.length };
+}
+
+/** The summary of an hour's slots, read in place (summarise(readMinutes()) without an object per minute). */
+export function summariseSlots(blob: Buffer, hourMs: number): HourSummary {
+  let max = 0;
+  let maxAtMs = -1;
+  let min = Infinity;
+  let meanSum = 0;
+  let recorded = 0;
+  for (let slot = 0; slot < 60; slot++) {
+    const at = slot * SLOT_BYTES;
+    if (blob.readUInt16LE(at + 14) !== 1) continue;
+    const startMs = hourMs + slot * MINUTE_MS;
+    if (maxAtMs < 0) maxAtMs = startMs;
+    const slotMax = blob.readUInt32LE(at);
+    if (slotMax > max) {
+      max = slotMax;
+      maxAtMs = startMs + blob.readUInt16LE(at + 12);
+    }
+    min = Math.min(min, blob.readUInt32LE(at + 4));
+    meanSum += blob.readFloatLE(at + 8);
+    recorded++;
+  }
+  return { max, maxAtMs: maxAtMs < 0 ? 0 : maxAtMs, min: recorded === 0 ? 0 : min, meanSum, recorded };
 }
 
 /** An hour of one series as a store keeps it: its minutes' slots while they are kept (null after), and its summary. */

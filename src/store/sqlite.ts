@@ -22,8 +22,7 @@ import {
   peakOf,
   bucketsOf,
   pointsOf,
-  readMinutes,
-  summarise,
+  summariseSlots,
   type HourRow,
   type MinuteFigures,
 } from './concurrency.js';
@@ -143,6 +142,8 @@ export class SqliteStore implements Store {
   private readonly history = new ConcurrencyTracker();
   /** Minutes completed but not saved yet (a failed commit keeps them for the next). */
   private unsavedMinutes: { key: string; minute: MinuteFigures }[] = [];
+  /** The newest hour's minute slots of each series as saved, so a commit that raises a minute reads no row. */
+  private readonly hourBlobs = new Map<string, { hourMs: number; blob: Buffer }>();
   private lastHistoryPruneMs = -Infinity;
   /** Called after each commit with its size and duration (metrics). */
   onCommit: ((heartbeats: number, durationMs: number) => void) | null = null;
@@ -340,6 +341,8 @@ export class SqliteStore implements Store {
       })();
       this.unsavedMinutes = [];
     } catch (error) {
+      // The cached hours took this commit's minutes, which were rolled back.
+      this.hourBlobs.clear();
       // Kept for the next commit, but not without bound while commits fail (a full disk): the newest are kept.
       this.unsavedMinutes = minutes.slice(-MAX_UNSAVED_MINUTES);
       if (this.today) this.today.dirty = true;
@@ -417,11 +420,21 @@ export class SqliteStore implements Store {
   /** Merges a minute into its hour's row; a minute older than the minutes kept is not saved. */
   private saveMinute(key: string, minute: MinuteFigures): void {
     const hourMs = floorTo(minute.startMs, HOUR_MS);
-    const row = this.statements.hourRow.get(key, hourMs);
-    if (row !== undefined && row.minutes === null) return;
-    const blob = row?.minutes ?? Buffer.alloc(HOUR_BLOB_BYTES);
+    const cached = this.hourBlobs.get(key);
+    let blob: Buffer;
+    if (cached?.hourMs === hourMs) blob = cached.blob;
+    else {
+      const row = this.statements.hourRow.get(key, hourMs);
+      if (row !== undefined && row.minutes === null) return;
+      blob = row?.minutes ?? Buffer.alloc(HOUR_BLOB_BYTES);
+      // Only the newest hour of each series is kept: older ones are written once more at most, when they complete.
+      if (cached === undefined || hourMs > cached.hourMs) {
+        if (cached === undefined && this.hourBlobs.size > 2 * (this.options.maxChannels + 1)) this.hourBlobs.clear();
+        this.hourBlobs.set(key, { hourMs, blob });
+      }
+    }
     mergeMinute(blob, minute);
-    const summary = summarise(readMinutes(blob, hourMs));
+    const summary = summariseSlots(blob, hourMs);
     this.statements.saveHour.run(
       key,
       hourMs,

@@ -13,8 +13,7 @@ import {
   mergeMinute,
   peakOf,
   pointsOf,
-  readMinutes,
-  summarise,
+  summariseSlots,
   TOTAL,
   type HourRow,
   type HourSummary,
@@ -149,7 +148,7 @@ export class RedisHistory {
       if (blob === null || blob === undefined) return;
       const row = rows.get(hourMs);
       if (row !== undefined) row.minutes = blob;
-      else rows.set(hourMs, { hourMs, summary: summarise(readMinutes(blob, hourMs)), minutes: blob });
+      else rows.set(hourMs, { hourMs, summary: summariseSlots(blob, hourMs), minutes: blob });
     });
     return [...rows.values()].sort((a, b) => a.hourMs - b.hourMs);
   }
@@ -283,7 +282,7 @@ export class RedisHistory {
     const writes: ((client: Parameters<Parameters<RedisConnection['run']>[0]>[0]) => Promise<unknown>)[] = [];
     for (const { series, hourMs, blob } of hours.values()) {
       const hoursKey = this.keys.historyHours(series);
-      const summary = encodeSummary(hourMs, summarise(readMinutes(blob, hourMs)));
+      const summary = encodeSummary(hourMs, summariseSlots(blob, hourMs));
       writes.push(
         (client) => client.hset(this.keys.historyMinutes(series), String(hourMs), blob),
         (client) => client.zremrangebyscore(hoursKey, hourMs, hourMs),
