@@ -1,5 +1,5 @@
-// Case 8: what the concurrency history costs: heartbeat CPU next to the build before it, /analytics/concurrency with
-// 1,000 channels online, and bytes on disk per series per day.
+// Case 8: what the concurrency history costs: heartbeat CPU next to the build before it (SQLite and Redis),
+// /analytics/concurrency with 1,000 channels online, and bytes on disk per series per day.
 import { execFileSync } from 'node:child_process';
 import { existsSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,6 +17,7 @@ import { DATABASE_FILE, SqliteStore } from '../../src/store/sqlite.js';
 import type { BenchContext } from '../context.js';
 import { load, meanOf, simulatedAddress, type LoadResult } from '../load.js';
 import { against, bytes, count, ms, ratio, type CaseReport, type Row } from '../report.js';
+import { redisCommand, startRedis, type RedisServer } from '../../test/support/redis-server.js';
 import { REPO_ROOT, cpuSeconds, scratchDir, startService, stop, type Listening } from '../support.js';
 
 const WARM_UP_SECONDS = 2;
@@ -26,15 +27,17 @@ const DAY_MS = 86_400_000;
 
 interface Run extends LoadResult {
   serverCores: number;
+  /** The service's redis-server's cores (0 on SQLite). */
+  redisCores: number;
 }
 
-/** The newest commit before the one that added the history: the same service without it. */
-function baselineRevision(): string {
-  const added = execFileSync('git', ['log', '--format=%H', '--diff-filter=A', '-1', '--', 'src/store/concurrency.ts'], {
+/** The newest commit before the one that added `path` (the history of a store): the same service without it. */
+function baselineRevision(path: string): string {
+  const added = execFileSync('git', ['log', '--format=%H', '--diff-filter=A', '-1', '--', path], {
     cwd: REPO_ROOT,
     encoding: 'utf8',
   }).trim();
-  if (added === '') throw new Error('no commit added src/store/concurrency.ts: nothing to compare with');
+  if (added === '') throw new Error(`no commit added ${path}: nothing to compare with`);
   return `${added}^`;
 }
 
@@ -52,17 +55,59 @@ function buildRevision(revision: string, log: (message: string) => void): { cli:
   };
 }
 
+/** CPU seconds a redis-server has used (INFO cpu: user + system). */
+async function redisCpuSeconds(redis: RedisServer): Promise<number> {
+  const info = (await redisCommand(redis.port, 'INFO cpu')) ?? '';
+  const figure = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? NaN);
+  return figure('used_cpu_user') + figure('used_cpu_sys');
+}
+
+interface Variant {
+  /** The file whose first commit added the history to this store. */
+  addedIn: string;
+  label: string;
+  /** Arguments of both services; `redis` is that service's own Redis server, when the store is Redis. */
+  args(dataDir: string, redis: RedisServer | null): string[];
+  redis: boolean;
+}
+
+const VARIANTS: Variant[] = [
+  {
+    addedIn: 'src/store/concurrency.ts',
+    label: 'SQLite',
+    redis: false,
+    args: (dataDir) => ['--data-dir', dataDir],
+  },
+  {
+    addedIn: 'src/store/redis/history.ts',
+    label: 'Redis',
+    redis: true,
+    args: (dataDir, redis) => ['--data-dir', dataDir, '--store', 'redis', '--redis-url', (redis as RedisServer).url],
+  },
+];
+
 /** Heartbeat CPU per request of the service with the history and of the build before it, alternated. */
-async function heartbeatCost(ctx: BenchContext, rows: Row[], notes: string[]): Promise<void> {
-  const revision = baselineRevision();
+async function heartbeatCost(ctx: BenchContext, variant: Variant, rows: Row[], notes: string[]): Promise<void> {
+  const revision = baselineRevision(variant.addedIn);
   const before = buildRevision(revision, ctx.log);
   let next = 0;
   const services: Listening[] = [];
+  const redisServers: RedisServer[] = [];
   try {
-    const args = ['--trust-proxy', '127.0.0.1'];
-    const withHistory = await startService(['--data-dir', scratchDir('history-on'), ...args]);
+    const redisOf = async () => {
+      if (!variant.redis) return null;
+      const redis = await startRedis();
+      redisServers.push(redis);
+      return redis;
+    };
+    const common = ['--trust-proxy', '127.0.0.1'];
+    const onRedis = await redisOf();
+    const withHistory = await startService([...variant.args(scratchDir('history-on'), onRedis), ...common]);
     services.push(withHistory);
-    const without = await startService(['--data-dir', scratchDir('history-off'), ...args], { cli: before.cli });
+    const offRedis = await redisOf();
+    const without = await startService([...variant.args(scratchDir('history-off'), offRedis), ...common], {
+      cli: before.cli,
+    });
     services.push(without);
     const heartbeats = (target: Listening, seconds: number) =>
       load({
@@ -73,38 +118,59 @@ async function heartbeatCost(ctx: BenchContext, rows: Row[], notes: string[]): P
         path: '/heartbeat',
         vary: () => ({ headers: { 'x-forwarded-for': simulatedAddress(next++) } }),
       });
-    const measured = async (target: Listening): Promise<Run> => {
+    const measured = async (target: Listening, redis: RedisServer | null): Promise<Run> => {
       const cpuBefore = cpuSeconds(target.process.pid);
+      const redisBefore = redis === null ? 0 : await redisCpuSeconds(redis);
       const result = await heartbeats(target, ctx.durationSeconds);
-      return { ...result, serverCores: (cpuSeconds(target.process.pid) - cpuBefore) / result.seconds };
+      const redisCores = redis === null ? 0 : ((await redisCpuSeconds(redis)) - redisBefore) / result.seconds;
+      return { ...result, serverCores: (cpuSeconds(target.process.pid) - cpuBefore) / result.seconds, redisCores };
     };
     await heartbeats(without, WARM_UP_SECONDS);
     await heartbeats(withHistory, WARM_UP_SECONDS);
     const on: Run[] = [];
     const off: Run[] = [];
     for (let round = 1; round <= ROUNDS; round++) {
-      ctx.log(`case 8: round ${round} of ${ROUNDS}: without history, then with, ${ctx.durationSeconds} s each`);
-      off.push(await measured(without));
-      on.push(await measured(withHistory));
+      ctx.log(
+        `case 8: ${variant.label}, round ${round} of ${ROUNDS}: without history, then with, ${ctx.durationSeconds} s each`,
+      );
+      off.push(await measured(without, offRedis));
+      on.push(await measured(withHistory, onRedis));
     }
-    const micros = (runs: readonly Run[]) =>
-      meanOf(runs, (run) => (run.serverCores * 1e6) / Math.max(1, run.requestsPerSecond));
-    const rise = micros(on) / micros(off);
+    const micros = (runs: readonly Run[], cores: (run: Run) => number) =>
+      meanOf(runs, (run) => (cores(run) * 1e6) / Math.max(1, run.requestsPerSecond));
+    const server = (run: Run) => run.serverCores;
+    const rise = micros(on, server) / micros(off, server);
+    const label = variant.label;
     rows.push(
       row(
-        'heartbeats/s, before the history / with it',
+        `${label}: heartbeats/s, before the history / with it`,
         `${count(meanOf(off, (r) => r.requestsPerSecond))} / ${count(meanOf(on, (r) => r.requestsPerSecond))}`,
       ),
-      row('server CPU per heartbeat, before / with', `${micros(off).toFixed(1)} µs / ${micros(on).toFixed(1)} µs`),
-      row('CPU per heartbeat, with / before', ratio(rise), '<= 1.03', against(rise, { max: 1.03 })),
+      row(
+        `${label}: server CPU per heartbeat, before / with`,
+        `${micros(off, server).toFixed(1)} µs / ${micros(on, server).toFixed(1)} µs`,
+      ),
+      row(`${label}: CPU per heartbeat, with / before`, ratio(rise), '<= 1.03', against(rise, { max: 1.03 })),
     );
+    if (variant.redis) {
+      const inRedis = (run: Run) => run.redisCores;
+      rows.push(
+        row(
+          'Redis: Redis CPU per heartbeat, before / with',
+          `${micros(off, inRedis).toFixed(1)} µs / ${micros(on, inRedis).toFixed(1)} µs`,
+        ),
+      );
+    }
     notes.push(
-      `Heartbeat cost: the service at this commit next to ${revision} (the commit before the history was added), built in a ` +
-        `scratch worktree, both with production defaults; ${ctx.connections} connections, POST /heartbeat with X-Forwarded-For ` +
-        `cycling over 131,072 addresses; warm-up ${WARM_UP_SECONDS} s each, then before, with, before, with (${ctx.durationSeconds} s each).`,
+      `Heartbeat cost (${label}): the service at this commit next to ${revision} (the commit before the history was ` +
+        `added to this store), built in a scratch worktree, both with production defaults` +
+        (variant.redis ? ', each on a redis-server of its own (so its CPU is the service’s alone)' : '') +
+        `; ${ctx.connections} connections, POST /heartbeat with X-Forwarded-For cycling over 131,072 addresses; ` +
+        `warm-up ${WARM_UP_SECONDS} s each, then before, with, before, with (${ctx.durationSeconds} s each).`,
     );
   } finally {
     for (const service of services) await stop(service.process, 'SIGKILL');
+    for (const redis of redisServers) await redis.stop();
     before.remove();
   }
 }
@@ -290,6 +356,6 @@ export async function historyCase(ctx: BenchContext): Promise<CaseReport> {
   const notes: string[] = [];
   await bytesPerDay(rows, notes);
   await concurrencyReads(ctx, rows, notes);
-  await heartbeatCost(ctx, rows, notes);
+  for (const variant of VARIANTS) await heartbeatCost(ctx, variant, rows, notes);
   return { title: 'Case 8: the concurrency history', rows, notes };
 }
