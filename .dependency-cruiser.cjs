@@ -54,6 +54,27 @@ module.exports = {
       to: { path: '^src/server\\.ts$' },
     },
     {
+      name: 'alerts-are-pure',
+      severity: 'error',
+      comment:
+        'The alert rules turn count changes into events and know nothing of HTTP, stores or delivery: they are told by ' +
+        'the store (through the CountObserver contract) and read by the routes.',
+      from: { path: '^src/alerts/' },
+      to: {
+        path: '^src/(routes|http|ratelimit|redis|webhooks)/|^src/store/(?!store\\.ts$)|^src/(app|plugin|server|open-store|cli)\\.ts$',
+      },
+    },
+    {
+      name: 'webhooks-only-deliver',
+      severity: 'error',
+      comment:
+        'Delivery reads the outbox through the Store contract and signs and sends; it knows no route or backend.',
+      from: { path: '^src/webhooks/' },
+      to: {
+        path: '^src/(routes|http|ratelimit|redis|alerts)/|^src/store/(?!store\\.ts$)|^src/(app|plugin|server|open-store|cli)\\.ts$',
+      },
+    },
+    {
       name: 'not-to-unresolvable',
       severity: 'error',
       from: {},

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import ipaddr from 'ipaddr.js';
+import { AlertRuleError, parseRules, type AlertRule } from './alerts/rules.js';
 import { ConfigError } from './errors.js';
 
 /** A rate: `count` requests per `periodMs`, with `burst` allowed back to back. */
@@ -59,9 +60,27 @@ export interface Config {
   maxConnectionsPerAddress: number;
   /** Longest a client may take to send a whole request; a connection that sends nothing is closed after it. */
   requestTimeoutMs: number;
+  /** Receivers of webhook events (docs/alerts.md); empty: no events are raised or sent. */
+  webhookUrls: readonly string[];
+  /** The Standard Webhooks signing secret (`whsec_` and base64); required with webhookUrls. */
+  webhookSecret: string | null;
+  webhookFormat: 'standard' | 'slack' | 'discord';
+  /** A delivery is attempted again, with backoff, for this long after its event; then it is kept as failed. */
+  webhookRetryForMs: number;
+  /** Most deliveries the outbox keeps; past it the oldest go (delivered ones first). */
+  webhookOutboxMax: number;
+  /** Threshold rules on the online counts. */
+  alerts: readonly AlertRule[];
+  channelEvents: 'on' | 'off';
+  /** A channel must stay empty this long before channel.vacated. */
+  channelVacateDelayMs: number;
+  /** At most one peak.record per series per this interval. */
+  recordCooldownMs: number;
+  /** peak.record for each channel too (always for the total). */
+  recordChannels: 'on' | 'off';
 }
 
-type Kind = 'int' | 'duration' | 'size' | 'rate' | 'string' | 'list' | 'enum';
+type Kind = 'int' | 'duration' | 'size' | 'rate' | 'string' | 'list' | 'enum' | 'rules';
 
 interface Setting {
   key: keyof Config;
@@ -74,6 +93,8 @@ interface Setting {
   min?: number;
   max?: number;
   secret?: boolean;
+  /** The flag may be given more than once (each adds to the list). */
+  repeatable?: boolean;
 }
 
 /** Every setting: flag, environment variable, default (as typed on a command line) and meaning. */
@@ -356,6 +377,97 @@ export const SETTINGS: readonly Setting[] = [
     min: 100,
     help: 'longest a client may take to send a whole request, headers and body; a connection that sends nothing is closed after it',
   },
+  {
+    key: 'webhookUrls',
+    flag: 'webhook-url',
+    env: 'WEBHOOK_URL',
+    kind: 'list',
+    default: '',
+    repeatable: true,
+    help: 'an http(s) URL that receives alert events (repeat the flag, or separate with commas, for several); none: no events',
+  },
+  {
+    key: 'webhookSecret',
+    flag: 'webhook-secret',
+    env: 'WEBHOOK_SECRET',
+    kind: 'string',
+    default: '',
+    secret: true,
+    help: 'the Standard Webhooks signing secret, whsec_ and base64 of 24 to 64 random bytes; required with --webhook-url',
+  },
+  {
+    key: 'webhookFormat',
+    flag: 'webhook-format',
+    env: 'WEBHOOK_FORMAT',
+    kind: 'enum',
+    values: ['standard', 'slack', 'discord'],
+    default: 'standard',
+    help: 'the body sent: the event as JSON (standard), or a message for a Slack or Discord incoming webhook',
+  },
+  {
+    key: 'webhookRetryForMs',
+    flag: 'webhook-retry-for',
+    env: 'WEBHOOK_RETRY_FOR',
+    kind: 'duration',
+    default: '24h',
+    min: 1000,
+    help: 'how long an undelivered event is attempted again, with exponential backoff; then it is kept as failed',
+  },
+  {
+    key: 'webhookOutboxMax',
+    flag: 'webhook-outbox-max',
+    env: 'WEBHOOK_OUTBOX_MAX',
+    kind: 'int',
+    default: '10000',
+    min: 10,
+    max: 10_000_000,
+    help: 'deliveries the outbox keeps, pending and done; past it the oldest go, delivered ones first',
+  },
+  {
+    key: 'alerts',
+    flag: 'alert',
+    env: 'ALERTS',
+    kind: 'rules',
+    default: '',
+    repeatable: true,
+    help: 'a threshold rule, repeatable ("online > 1000", "online{channel=checkout} < 5 for 10m"); in ALERTS separated by ;',
+  },
+  {
+    key: 'channelEvents',
+    flag: 'channel-events',
+    env: 'CHANNEL_EVENTS',
+    kind: 'enum',
+    values: ['on', 'off'],
+    default: 'off',
+    help: 'send channel.occupied and channel.vacated when a channel fills and empties',
+  },
+  {
+    key: 'channelVacateDelayMs',
+    flag: 'channel-vacate-delay',
+    env: 'CHANNEL_VACATE_DELAY',
+    kind: 'duration',
+    default: '5s',
+    min: 0,
+    help: 'a channel must stay empty this long before channel.vacated (a page reload fires nothing)',
+  },
+  {
+    key: 'recordCooldownMs',
+    flag: 'record-cooldown',
+    env: 'RECORD_COOLDOWN',
+    kind: 'duration',
+    default: '10m',
+    min: 0,
+    help: 'at most one peak.record per series in this time; records set meanwhile are sent when it ends, the latest figure',
+  },
+  {
+    key: 'recordChannels',
+    flag: 'record-channels',
+    env: 'RECORD_CHANNELS',
+    kind: 'enum',
+    values: ['on', 'off'],
+    default: 'off',
+    help: 'send peak.record for each channel too (the total always has it)',
+  },
 ];
 
 const nameOf = (setting: Setting): string => `--${setting.flag} / ${setting.env}`;
@@ -444,6 +556,20 @@ function convert(setting: Setting, raw: string): unknown {
       );
     case 'string':
       return raw === '' ? null : raw;
+    case 'rules':
+      try {
+        return Object.freeze(
+          parseRules(
+            raw
+              .split(';')
+              .map((part) => part.trim())
+              .filter(Boolean),
+          ),
+        );
+      } catch (error) {
+        if (error instanceof AlertRuleError) throw new ConfigError(nameOf(setting), error.message);
+        throw error;
+      }
   }
 }
 
@@ -464,9 +590,10 @@ export function loadConfig(
   argv: readonly string[] = [],
   env: Readonly<Record<string, string | undefined>> = {},
 ): Readonly<Config> {
-  const options: Record<string, { type: 'string' }> = {};
-  for (const setting of SETTINGS) options[setting.flag] = { type: 'string' };
-  let values: Record<string, string | undefined>;
+  const options: Record<string, { type: 'string'; multiple?: boolean }> = {};
+  for (const setting of SETTINGS)
+    options[setting.flag] = setting.repeatable ? { type: 'string', multiple: true } : { type: 'string' };
+  let values: Record<string, string | string[] | undefined>;
   try {
     values = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values;
   } catch (error) {
@@ -474,7 +601,10 @@ export function loadConfig(
   }
   const config: Record<string, unknown> = {};
   for (const setting of SETTINGS) {
-    const given = values[setting.flag] ?? env[setting.env];
+    const flagged = values[setting.flag];
+    const given = Array.isArray(flagged)
+      ? flagged.join(setting.kind === 'rules' ? ';' : ',')
+      : (flagged ?? env[setting.env]);
     // An empty token given on purpose would turn authentication off without a word: refused.
     if ((setting.key === 'apiToken' || setting.key === 'ingestToken') && given !== undefined && given.trim() === '') {
       throw new ConfigError(nameOf(setting), 'must not be empty; leave it unset to go without it');
@@ -506,12 +636,45 @@ export function loadConfig(
         'identities with the same key, or one user would count as many',
     );
   }
+  checkWebhooks(result);
   try {
     new Intl.DateTimeFormat('en-US', { timeZone: result.timeZone });
   } catch {
     throw new ConfigError(flagOf('timeZone'), `not an IANA time zone: ${JSON.stringify(result.timeZone)}`);
   }
   return Object.freeze(result);
+}
+
+/** Receivers are http(s) URLs with a signing secret; events need somewhere to go. */
+function checkWebhooks(config: Config): void {
+  for (const url of config.webhookUrls) {
+    let parsed: URL | null = null;
+    try {
+      parsed = new URL(url);
+    } catch {
+      // reported below
+    }
+    if (parsed === null || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:'))
+      throw new ConfigError(flagOf('webhookUrls'), `not an http or https URL: ${JSON.stringify(url)}`);
+  }
+  const secret = config.webhookSecret;
+  if (config.webhookUrls.length > 0 && secret === null)
+    throw new ConfigError(flagOf('webhookSecret'), `is required with ${flagOf('webhookUrls')}: receivers verify it`);
+  if (secret !== null) {
+    const key = /^whsec_([A-Za-z0-9+/]+={0,2})$/.exec(secret)?.[1];
+    const bytes = key === undefined ? 0 : Buffer.from(key, 'base64').length;
+    if (bytes < 24 || bytes > 64)
+      throw new ConfigError(
+        flagOf('webhookSecret'),
+        'must be whsec_ and the base64 of 24 to 64 random bytes (make one with: echo "whsec_$(openssl rand -base64 32)")',
+      );
+  }
+  if (config.webhookUrls.length === 0) {
+    if (config.alerts.length > 0)
+      throw new ConfigError(flagOf('alerts'), `needs ${flagOf('webhookUrls')}: its events would go nowhere`);
+    if (config.channelEvents === 'on')
+      throw new ConfigError(flagOf('channelEvents'), `needs ${flagOf('webhookUrls')}: its events would go nowhere`);
+  }
 }
 
 /** The key in `identitySecretFile`, read once (a secret manager's file, a systemd credential, a mounted Secret). */

@@ -25,6 +25,11 @@ export const ERRORS = {
   },
   /** The socket closed before the request was handled: there is no address to count, and nobody to answer. */
   CONNECTION_CLOSED: { status: 400, message: 'the connection closed before the request was handled' },
+  TOKEN_NOT_CONFIGURED: {
+    status: 403,
+    message: 'this route needs the API token, and none is configured: the operator must set --api-token first',
+  },
+  WEBHOOKS_OFF: { status: 409, message: 'no --webhook-url is configured: there is no receiver to send to' },
   /** A request the service refused for a reason Fastify found (validation, size) and coded none. */
   BAD_REQUEST: { status: 400, message: '%s' },
   NOT_FOUND: { status: 404, message: 'no route %s %s' },

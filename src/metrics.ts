@@ -13,6 +13,10 @@ export interface Metrics {
   connectionRefused(reason: ConnectionRefusal): void;
   /** Live /events streams open now. */
   liveStreams(open: number): void;
+  /** An alert, record, occupancy or test event raised (once, whatever the number of receivers). */
+  webhookEvent(type: string): void;
+  /** An attempt at a webhook delivery came to this. */
+  webhookAttempt(result: 'delivered' | 'failed' | 'retried'): void;
 }
 
 export type ConnectionRefusal = 'total_limit' | 'address_limit';
@@ -24,6 +28,8 @@ export interface MetricsReaders {
   peaks(): Promise<{ today: number; allTime: number }>;
   /** Whether this instance settles the history (see Store.leads). */
   leads(): boolean;
+  /** The webhook outbox: deliveries pending, and pending ones dropped past its bound. */
+  outbox(): Promise<{ pending: number; dropped: number }>;
 }
 
 export function createMetrics(readers: MetricsReaders, defaults = true): Metrics {
@@ -108,8 +114,39 @@ export function createMetrics(readers: MetricsReaders, defaults = true): Metrics
       this.set(readers.leads() ? 1 : 0);
     },
   });
+  const webhookEvents = new Counter({
+    name: 'online_stats_webhook_events_total',
+    help: 'Events raised for webhooks, by type (alert.firing, alert.resolved, peak.record, channel.*, webhook.test)',
+    labelNames: ['type'],
+    registers: [registry],
+  });
+  const webhookAttempts = new Counter({
+    name: 'online_stats_webhook_deliveries_total',
+    help: 'Attempts at webhook deliveries, by result: delivered, retried (to be attempted again), failed (given up)',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'online_stats_webhook_outbox_pending',
+    help: 'Webhook deliveries waiting in the outbox (all instances, on Redis)',
+    registers: [registry],
+    async collect() {
+      this.set((await readers.outbox()).pending);
+    },
+  });
+  new Counter({
+    name: 'online_stats_webhook_outbox_dropped_total',
+    help: 'Pending webhook deliveries dropped because the outbox was full (--webhook-outbox-max), by this process',
+    registers: [registry],
+    async collect() {
+      this.reset();
+      this.inc((await readers.outbox()).dropped);
+    },
+  });
   return {
     registry,
+    webhookEvent: (type) => webhookEvents.inc({ type }),
+    webhookAttempt: (result) => webhookAttempts.inc({ result }),
     heartbeatsAccepted: (count) => accepted.inc(count),
     heartbeatsRejected: (reason, count = 1) => rejected.inc({ reason }, count),
     request(route, method, status, durationSeconds) {

@@ -8,9 +8,9 @@ interface Operation {
 
 /**
  * @fastify/swagger marks every request body required, since Fastify refuses a missing body when a
- * route has a body schema. The ingest routes take a missing body as `{}` (routes/ingest.ts), and
- * they are the only routes with a body schema, so a body that `{}` satisfies (one that requires no
- * property) may be left out: `POST /heartbeat` with no body is a heartbeat.
+ * route has a body schema. The routes with a body schema (routes/ingest.ts, routes/webhooks.ts) take a
+ * missing body as `{}`, so a body that `{}` satisfies (one that requires no property) may be left out:
+ * `POST /heartbeat` with no body is a heartbeat.
  */
 function markOptionalBodies(document: Record<string, unknown>): void {
   const paths = (document.paths ?? {}) as Record<string, Record<string, Operation>>;

@@ -1,6 +1,7 @@
 // The service as a Fastify plugin: `host.register(onlineStats, { store, prefix })` adds its routes to an existing app,
 // each of its parsers, hooks and handlers kept inside its own encapsulated context.
 import swagger from '@fastify/swagger';
+import { AlertObserver } from './alerts/observer.js';
 import swaggerUi from '@fastify/swagger-ui';
 import cors from '@fastify/cors';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
@@ -27,9 +28,12 @@ import { dashboardRoutes } from './routes/dashboard.js';
 import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { ingestRoutes } from './routes/ingest.js';
+import { webhookRoutes } from './routes/webhooks.js';
 import { ErrorBody } from './routes/schemas.js';
 import type { Store } from './store/store.js';
 import { validatorCompiler } from './validation.js';
+import { WebhookDeliverer } from './webhooks/deliverer.js';
+import { WebhookSender } from './webhooks/sender.js';
 
 /** What the service is made of; buildApp() and the plugin both assemble it with createDeps(). */
 export interface DepsOptions {
@@ -49,18 +53,35 @@ export function createDeps(options: DepsOptions): AppDeps {
   const pseudonymizer = new Pseudonymizer(options.identitySecret);
   const limiter = options.limiter ?? new MemoryRateLimiterStore(config.rateLimitMaxKeys);
   const calendar = options.calendar ?? createCalendar(config.timeZone);
+  const metrics = createMetrics({
+    countOnline: () => store.countOnline(clock.nowMs()),
+    async peaks() {
+      const peaks = await dayAndRecord(store, calendar, null, clock.nowMs());
+      return { today: peaks.today.online, allTime: peaks.all_time.online };
+    },
+    leads: () => store.leads(),
+    outbox: () => store.outbox.depth(),
+  });
+  const alerts =
+    config.webhookUrls.length === 0
+      ? null
+      : new AlertObserver(
+          {
+            rules: config.alerts,
+            channelEvents: config.channelEvents === 'on',
+            channelVacateDelayMs: config.channelVacateDelayMs,
+            recordCooldownMs: config.recordCooldownMs,
+            recordChannels: config.recordChannels === 'on',
+          },
+          config.webhookUrls,
+          (type) => metrics.webhookEvent(type),
+        );
   return {
     config,
     store,
     clock,
-    metrics: createMetrics({
-      countOnline: () => store.countOnline(clock.nowMs()),
-      async peaks() {
-        const peaks = await dayAndRecord(store, calendar, null, clock.nowMs());
-        return { today: peaks.today.online, allTime: peaks.all_time.online };
-      },
-      leads: () => store.leads(),
-    }),
+    metrics,
+    alerts,
     guards: createGuards(config, limiter, pseudonymizer, () => clock.nowMs()),
     lifecycle: { shuttingDown: false },
     calendar,
@@ -113,10 +134,39 @@ export async function installService(app: FastifyInstance, deps: AppDeps, notFou
   await app.register(historyRoutes, deps);
   await app.register(eventRoutes, deps);
   await app.register(dashboardRoutes, deps);
+  await app.register(webhookRoutes, deps);
+  if (deps.alerts !== null) await startAlerts(app, deps, deps.alerts);
 
   if ('onCommit' in store)
     (store as { onCommit: AppDeps['metrics']['commit'] | null }).onCommit = (n, ms) => metrics.commit(n, ms);
 }
+
+/** The rules watch the store's counts; what they raise is delivered from the outbox, off the heartbeat path. */
+async function startAlerts(app: FastifyInstance, deps: AppDeps, alerts: AlertObserver): Promise<void> {
+  const { config, store, clock, metrics } = deps;
+  await store.observe(alerts, clock.nowMs());
+  const deliverer = new WebhookDeliverer({
+    outbox: store.outbox,
+    sender: new WebhookSender({
+      secret: config.webhookSecret as string,
+      format: config.webhookFormat,
+      timeoutMs: WEBHOOK_TIMEOUT_MS,
+      userAgent: 'online-stats (webhooks)',
+    }),
+    clock,
+    retryForMs: config.webhookRetryForMs,
+    onAttempt: (result) => metrics.webhookAttempt(result),
+    onError: (error) => app.log.warn({ err: error }, 'webhook deliveries not attempted'),
+  });
+  deliverer.start();
+  // Before the store closes: an attempt under way is abandoned, and stays pending for the next start.
+  app.addHook('preClose', async () => {
+    await deliverer.stop();
+  });
+}
+
+/** Longest one webhook attempt may take. */
+const WEBHOOK_TIMEOUT_MS = 10_000;
 
 export interface OnlineStatsOptions {
   /**

@@ -39,7 +39,11 @@ const GUARDED = [
   'get /events',
   'get /metrics',
   'post /heartbeats',
+  'post /webhooks/test',
+  'get /webhooks/deliveries',
 ];
+/** Guarded whether or not a token is configured (403 while none is). */
+const ALWAYS_GUARDED = ['post /heartbeats', 'post /webhooks/test', 'get /webhooks/deliveries'];
 /** The routes anyone may call, token or not. */
 const OPEN = ['post /heartbeat', 'post /leave', 'get /healthz', 'get /readyz'];
 
@@ -163,9 +167,18 @@ describe('the OpenAPI document, with no API token', () => {
   });
   after(() => t.close());
 
-  it('leaves reads and /metrics open, which they are, and batch ingest behind a token, which it always is', () => {
-    for (const key of GUARDED.filter((key) => key !== 'post /heartbeats'))
+  it('leaves reads and /metrics open, which they are, and batch ingest and webhooks behind a token, which they always are', async () => {
+    for (const key of GUARDED.filter((key) => !ALWAYS_GUARDED.includes(key)))
       assert.deepEqual(operation(doc, key).security, [], key);
-    assert.deepEqual(operation(doc, 'post /heartbeats').security, BEARER);
+    for (const key of ALWAYS_GUARDED) {
+      assert.deepEqual(operation(doc, key).security, BEARER, key);
+      const [method, url] = key.split(' ') as [string, string];
+      const res = await t.app.inject({
+        method: method.toUpperCase(),
+        url,
+        ...(method === 'post' ? { payload: key === 'post /heartbeats' ? { client_ids: ['a'] } : {} } : {}),
+      });
+      assert.equal(res.statusCode, 403, `${key} without a configured token`);
+    }
   });
 });

@@ -2,6 +2,7 @@
 import type { Calendar } from '../calendar.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
+import type { AlertObserver } from '../alerts/observer.js';
 import type { Metrics } from '../metrics.js';
 import type { Store } from '../store/store.js';
 import type { Guards } from './guards.js';
@@ -14,6 +15,8 @@ export interface AppDeps {
   metrics: Metrics;
   lifecycle: { shuttingDown: boolean };
   calendar: Calendar;
+  /** The alert rules and webhook events (null: no --webhook-url). */
+  alerts: AlertObserver | null;
   /** The pseudonym of a client id (batch ingest). */
   identityOfClient(clientId: string): string;
 }

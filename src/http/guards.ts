@@ -27,7 +27,11 @@ declare module 'fastify' {
 export type Budget = 'ingest' | 'read' | 'batch';
 
 /** `token`: the API token when one is configured. `ingest`: the ingest or the API token, and one must be configured. */
-export type Credential = 'token' | 'ingest';
+/**
+ * `token`: the API token when one is configured; `ingest`: the ingest or the API token, off without either;
+ * `admin`: the API token, off without it (routes that act, or that no one should reach unconfigured).
+ */
+export type Credential = 'token' | 'ingest' | 'admin';
 
 export interface Guards {
   /** `ignoreBody`: the body's client_id does not name the caller (batch ingest, where it names others). */
@@ -132,7 +136,7 @@ export function createGuards(
       const accepted = credential === 'ingest' ? [tokenDigest, ingestDigest] : [tokenDigest];
       if (accepted.every((candidate) => candidate === null)) {
         if (credential === 'token') return;
-        throw serviceError('BATCH_INGEST_OFF');
+        throw serviceError(credential === 'admin' ? 'TOKEN_NOT_CONFIGURED' : 'BATCH_INGEST_OFF');
       }
       const block = blockOf(request);
       const now = nowMs();

@@ -9,6 +9,7 @@ declare module 'fastify' {
     /**
      * `token`: needs "Authorization: Bearer <token>" when an API token is configured (documented as `security`).
      * `ingest`: needs the ingest or the API token, and is off while neither is configured.
+     * `admin`: needs the API token, and is off (403) while none is configured.
      */
     auth?: Credential;
     /** The rate-limit budget each request spends (and one unit of its address block's cap). */
@@ -35,6 +36,7 @@ export function applyRouteConfig(app: FastifyInstance, config: Readonly<Config>,
   const security = {
     token: config.apiToken === null ? [] : [{ bearer: [] }],
     ingest: [{ bearer: [] }],
+    admin: [{ bearer: [] }],
   };
   app.addHook('onRoute', (route: RouteOptions) => {
     const needs = route.config ?? {};

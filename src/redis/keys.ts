@@ -38,6 +38,12 @@ export class RedisKeys {
    * by its clock, not by Redis's expiry: a stored instant is the callers' time.
    */
   historyMinutes = (series: string): string => `{${this.prefix}history}:m:${series}`;
+  /** The webhook outbox (store/redis/outbox.ts): deliveries by id, pending ones by when due, all by age. */
+  outbox = (): string => `{${this.prefix}history}:outbox`;
+  outboxDue = (): string => `{${this.prefix}history}:outbox:due`;
+  outboxAge = (): string => `{${this.prefix}history}:outbox:age`;
+  /** The alert rules' state, saved with the events they raise. */
+  alertsState = (): string => `{${this.prefix}history}:alerts`;
   /** The channel limit is one decision for all instances: one key, touched once per turn, not per heartbeat. */
   leases = (): string => `{${this.prefix}channels}:leases`;
   meta = (): string => `{${this.prefix}meta}`;

@@ -138,6 +138,13 @@ export class ConcurrencyTracker {
     return this.minutes.get(key)?.count ?? 0;
   }
 
+  /** Every series' all-time peak (copies). */
+  allTimePeaks(): Map<string, ConcurrencyPeak> {
+    const peaks = new Map<string, ConcurrencyPeak>();
+    for (const [key, peak] of this.allTime) peaks.set(key, { online: peak.online, atMs: peak.atMs });
+    return peaks;
+  }
+
   allTimePeak(key: string): ConcurrencyPeak {
     const peak = this.allTime.get(key);
     return peak === undefined ? { online: 0, atMs: null } : { online: peak.online, atMs: peak.atMs };

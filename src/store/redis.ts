@@ -7,6 +7,7 @@ import { connectDeployment } from '../redis/deployment.js';
 import { RedisKeys } from '../redis/keys.js';
 import { LuaScript } from '../redis/lua.js';
 import { RedisHistory } from './redis/history.js';
+import { DEFAULT_OUTBOX_MAX, RedisOutbox } from './redis/outbox.js';
 import { layOutBatch, type RecordOp } from './redis/record-batch.js';
 import { SettledWindows } from './window-cache.js';
 import type {
@@ -14,6 +15,7 @@ import type {
   ConcurrencyPeak,
   ConcurrencyPoint,
   ConcurrencyQuery,
+  CountObserver,
   DayActivity,
   HeartbeatRecord,
   RecordOutcome,
@@ -82,6 +84,7 @@ export class RedisStore implements Store {
   /** Called after each write with its heartbeats and duration (the app's commit metrics). */
   onCommit: ((heartbeats: number, durationMs: number) => void) | null = null;
   private readonly history: RedisHistory;
+  readonly outbox: RedisOutbox;
 
   /**
    * On a connection the caller made and closes (the server shares it with the rate limiter), unless
@@ -93,7 +96,8 @@ export class RedisStore implements Store {
     private readonly options: StoreOptions,
     private readonly ownsConnection = false,
   ) {
-    this.history = new RedisHistory(redis, keys, options);
+    this.outbox = new RedisOutbox(redis, keys, options.outboxMax ?? DEFAULT_OUTBOX_MAX, () => this.leads());
+    this.history = new RedisHistory(redis, keys, options, this.outbox);
   }
 
   /**
@@ -367,6 +371,13 @@ export class RedisStore implements Store {
     this.assertOpen();
     this.sawTime(nowMs);
     await this.history.settle(nowMs);
+  }
+
+  /** Only while this instance leads: another that takes the lease over restores its own observer from Redis. */
+  async observe(observer: CountObserver, nowMs: number): Promise<void> {
+    this.assertOpen();
+    this.sawTime(nowMs);
+    await this.history.observe(observer, nowMs);
   }
 
   leads(): boolean {

@@ -27,14 +27,17 @@ import {
   type MinuteFigures,
 } from './concurrency.js';
 import { ChannelIndex, OnlineIndex } from './online-index.js';
+import { DEFAULT_OUTBOX_MAX, SqliteOutbox } from './sqlite/outbox.js';
 import { SettledWindows } from './window-cache.js';
 import type {
   ChannelCount,
   ConcurrencyPeak,
   ConcurrencyPoint,
   ConcurrencyQuery,
+  CountObserver,
   DayActivity,
   HeartbeatRecord,
+  OutboxEntry,
   RecordOutcome,
   Store,
   StoreOptions,
@@ -75,7 +78,8 @@ type Pending =
       fail: (error: Error) => void;
     }
   | { kind: 'leaves'; identities: readonly string[]; nowMs: number; done: () => void; fail: (error: Error) => void }
-  | { kind: 'settle'; nowMs: number; done: () => void; fail: (error: Error) => void };
+  | { kind: 'settle'; nowMs: number; done: () => void; fail: (error: Error) => void }
+  | { kind: 'work'; run: () => void; nowMs: number; done: () => void; fail: (error: Error) => void };
 
 // What a committed batch changes in memory, applied only after the commit succeeded.
 type Effect =
@@ -145,6 +149,10 @@ export class SqliteStore implements Store {
   /** The newest hour's minute slots of each series as saved, so a commit that raises a minute reads no row. */
   private readonly hourBlobs = new Map<string, { hourMs: number; blob: Buffer }>();
   private lastHistoryPruneMs = -Infinity;
+  readonly outbox: SqliteOutbox;
+  private observer: CountObserver | null = null;
+  /** What the observer raised that is not saved yet: saved before the heartbeats that raised it are acknowledged. */
+  private observed: { entries: OutboxEntry[]; state: string | null } = { entries: [], state: null };
   /** Called after each commit with its size and duration (metrics). */
   onCommit: ((heartbeats: number, durationMs: number) => void) | null = null;
 
@@ -211,6 +219,11 @@ export class SqliteStore implements Store {
       probe: db.prepare<[number]>("INSERT OR REPLACE INTO meta (key, value) VALUES ('write-probe', zeroblob(?))"),
       unprobe: db.prepare("DELETE FROM meta WHERE key = 'write-probe'"),
     };
+    this.outbox = new SqliteOutbox(
+      db,
+      options.outboxMax ?? DEFAULT_OUTBOX_MAX,
+      (run) => new Promise((done, fail) => this.enqueue({ kind: 'work', run, nowMs: -Infinity, done, fail })),
+    );
     this.rebuild(nowMs);
     this.startHistory(nowMs);
   }
@@ -226,8 +239,49 @@ export class SqliteStore implements Store {
     for (const row of peaks.iterate()) this.history.loadPeak(row.channel, { online: row.online, atMs: row.at_ms });
     this.history.start(TOTAL, nowMs, this.online.count(nowMs));
     for (const [channel, count] of this.channels.counts(nowMs)) this.history.start(channel, nowMs, count);
-    this.online.onChange = (atMs, count) => this.history.change(TOTAL, atMs, count);
-    this.channels.observe((channel, atMs, count) => this.history.change(channel, atMs, count));
+    this.online.onChange = (atMs, count) => {
+      this.history.change(TOTAL, atMs, count);
+      this.observer?.change(TOTAL, atMs, count);
+    };
+    this.channels.observe((channel, atMs, count) => {
+      this.history.change(channel, atMs, count);
+      this.observer?.change(channel, atMs, count);
+    });
+  }
+
+  async observe(observer: CountObserver, nowMs: number): Promise<void> {
+    this.assertOpen();
+    const atMs = Math.max(nowMs, this.lastNowMs);
+    const counts = new Map<string, number>([[TOTAL, this.online.count(atMs)]]);
+    for (const [channel, count] of this.channels.counts(atMs)) counts.set(channel, count);
+    observer.restore(this.outbox.savedState(), counts, this.history.allTimePeaks(), atMs);
+    this.observer = observer;
+    this.takeObserved();
+    await new Promise<void>((done, fail) =>
+      this.enqueue({ kind: 'work', run: () => {}, nowMs: -Infinity, done, fail }),
+    );
+  }
+
+  /** Takes what the observer raised into `observed`; whether anything waits to be saved. */
+  private takeObserved(): boolean {
+    const taken = this.observer?.take();
+    if (taken) {
+      // Not without bound while commits fail: the newest are kept.
+      const entries = [...this.observed.entries, ...taken.entries];
+      const max = this.options.outboxMax ?? DEFAULT_OUTBOX_MAX;
+      this.observed = { entries: entries.length > max ? entries.slice(-max) : entries, state: taken.state };
+    }
+    return this.observed.entries.length > 0 || this.observed.state !== null;
+  }
+
+  /** In a transaction: what the observer raised; forgotten once the transaction commits (see savedObserved). */
+  private writeObserved(nowMs: number): void {
+    if (this.observed.entries.length > 0 || this.observed.state !== null)
+      this.outbox.insert(this.observed.entries, this.observed.state, nowMs);
+  }
+
+  private savedObserved(): void {
+    if (this.observed.entries.length > 0 || this.observed.state !== null) this.observed = { entries: [], state: null };
   }
 
   /**
@@ -332,14 +386,17 @@ export class SqliteStore implements Store {
             outcomes.push(this.writeBeats(pending.beats, nowMs, context));
             heartbeats += pending.beats.length;
           } else if (pending.kind === 'leaves') this.writeLeaves(pending.identities, nowMs, context);
+          else if (pending.kind === 'work') pending.run();
           else this.advanceHistory(nowMs);
         }
+        this.writeObserved(this.lastNowMs);
         const latestMs = Math.max(this.lastNowMs, ...batch.map((p) => p.nowMs));
         this.housekeeping(latestMs);
         minutes = [...this.unsavedMinutes, ...this.history.takeCompleted()];
         this.writeHistory(context.peaks, minutes, latestMs);
       })();
       this.unsavedMinutes = [];
+      this.savedObserved();
     } catch (error) {
       // The cached hours took this commit's minutes, which were rolled back.
       this.hourBlobs.clear();
@@ -353,6 +410,16 @@ export class SqliteStore implements Store {
     }
     if (this.commitFailure) this.recovered();
     this.apply(effects);
+    // Events the batch raised are durable before its heartbeats are acknowledged; a state alone waits for the next
+    // commit (restore() reconciles whatever a crash lost of it).
+    if (this.takeObserved() && this.observed.entries.length > 0) {
+      try {
+        this.db.transaction(() => this.writeObserved(this.lastNowMs))();
+        this.savedObserved();
+      } catch {
+        // Kept for the next commit (the disk is full: readiness says so already).
+      }
+    }
     this.onCommit?.(heartbeats, performance.now() - startedMs);
     let outcome = 0;
     for (const pending of batch) {
@@ -384,6 +451,7 @@ export class SqliteStore implements Store {
     this.online.expire(nowMs);
     this.channels.expire(nowMs);
     this.history.advance(nowMs);
+    this.observer?.advance(nowMs);
   }
 
   /**
@@ -656,7 +724,8 @@ export class SqliteStore implements Store {
   async settle(nowMs: number): Promise<void> {
     this.assertOpen();
     this.advanceHistory(Math.max(nowMs, this.lastNowMs));
-    if (!this.history.hasCompleted() && this.unsavedMinutes.length === 0) return;
+    const observed = this.takeObserved();
+    if (!this.history.hasCompleted() && this.unsavedMinutes.length === 0 && !observed) return;
     // The commit saves them (and what came meanwhile).
     return new Promise((done, fail) => this.enqueue({ kind: 'settle', nowMs, done, fail }));
   }
@@ -722,6 +791,8 @@ export class SqliteStore implements Store {
     try {
       this.saveToday();
       this.saveHistoryAtClose();
+      this.takeObserved();
+      this.db.transaction(() => this.writeObserved(this.lastNowMs))();
       this.db.pragma('wal_checkpoint(TRUNCATE)');
     } catch (error) {
       failure = error;

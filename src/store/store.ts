@@ -61,6 +61,80 @@ export interface ConcurrencyPeak {
   atMs: number | null;
 }
 
+/**
+ * Told of every change of an online count, at its instant and in order, and of time passing (the alert rules, see
+ * docs/alerts.md). What it raises the store saves in its outbox, with the state it needs to go on after a restart.
+ */
+export interface CountObserver {
+  /** Once, before the first change: the state saved last (null: none), and the counts and all-time peaks now. */
+  restore(
+    saved: string | null,
+    counts: ReadonlyMap<string, number>,
+    peaks: ReadonlyMap<string, ConcurrencyPeak>,
+    nowMs: number,
+  ): void;
+  /** The count of a series ('' the total, else a channel) became `count` at `atMs`. */
+  change(series: string, atMs: number, count: number): void;
+  /** Time reached `nowMs` with no change. */
+  advance(nowMs: number): void;
+  /** The outbox entries raised since the last call and the state to save with them; null when nothing changed. */
+  take(): { entries: OutboxEntry[]; state: string } | null;
+}
+
+/** One event for one receiver, waiting in the outbox until it is delivered or given up. */
+export interface OutboxEntry {
+  /** Unique per event and receiver. */
+  id: string;
+  /** The event's own id (the same for every receiver, and for the same event raised twice). */
+  eventId: string;
+  type: string;
+  /** The receiver's URL. */
+  receiver: string;
+  /** When the event happened. */
+  atMs: number;
+  /** The JSON body, as the Standard Webhooks specification has it: {"type", "timestamp", "data"}. */
+  body: string;
+}
+
+export type DeliveryStatus = 'pending' | 'delivered' | 'failed';
+
+export interface Delivery extends OutboxEntry {
+  status: DeliveryStatus;
+  attempts: number;
+  /** The HTTP status of the last attempt (null: none, or no answer). */
+  lastStatus: number | null;
+  /** Why the last attempt failed, when it had no HTTP answer (a timeout, a refused connection). */
+  lastError: string | null;
+  /** When the next attempt is due (null: no more attempts). */
+  nextAttemptMs: number | null;
+  createdMs: number;
+  /** When it was delivered or given up. */
+  doneMs: number | null;
+}
+
+/** What an attempt to deliver came to. */
+export interface AttemptRecord {
+  delivered: boolean;
+  status: number | null;
+  error: string | null;
+  /** When to try again; null: no more attempts (failed, unless delivered). */
+  nextAttemptMs: number | null;
+}
+
+/** The durable outbox of webhook deliveries: bounded, its oldest entries dropped past the bound. */
+export interface WebhookOutbox {
+  /** Adds entries (an entry whose id is there already is left as it is). */
+  add(entries: readonly OutboxEntry[], nowMs: number): Promise<void>;
+  /** Pending deliveries due by `nowMs`, oldest first: none unless this instance leads (Store.leads). */
+  due(nowMs: number, limit: number): Promise<Delivery[]>;
+  /** Records an attempt at delivery `id`. */
+  attempted(id: string, attempt: AttemptRecord, nowMs: number): Promise<void>;
+  /** The newest deliveries with this status, newest first. */
+  list(status: DeliveryStatus, limit: number): Promise<Delivery[]>;
+  /** Deliveries pending, and pending ones dropped past the bound since this process started. */
+  depth(): Promise<{ pending: number; dropped: number }>;
+}
+
 export interface StoreOptions {
   /** An identity is online while its last heartbeat is at most this old (and it has not left). */
   heartbeatTimeoutMs: number;
@@ -71,6 +145,8 @@ export interface StoreOptions {
   calendar: Calendar;
   /** Days the per-minute series are kept; hours are kept for maxDays. */
   historyMinuteDays: number;
+  /** Most deliveries the webhook outbox keeps (default 10,000): past it the oldest go, delivered ones first. */
+  outboxMax?: number;
 }
 
 /**
@@ -116,6 +192,14 @@ export interface Store {
    * process; on Redis, only the instance holding the lease, as of its last settle.
    */
   leads(): boolean;
+  /**
+   * From now on tells `observer` every change of an online count, after restoring it from the state saved with the
+   * outbox, and saves what it raises in the outbox: before the heartbeats that raised it are acknowledged (SQLite), or
+   * with the minutes the changes settle into (Redis). On Redis only the instance that leads observes.
+   */
+  observe(observer: CountObserver, nowMs: number): Promise<void>;
+  /** The webhook deliveries waiting, done and given up. */
+  readonly outbox: WebhookOutbox;
   /** Throws unless the store is open and writable (readiness). */
   check(): Promise<void>;
   /** Finishes pending writes, then closes. */

@@ -19,7 +19,8 @@ import {
   type HourSummary,
   type MinuteFigures,
 } from '../concurrency.js';
-import type { ConcurrencyPeak, ConcurrencyPoint, ConcurrencyQuery, StoreOptions } from '../store.js';
+import type { ConcurrencyPeak, ConcurrencyPoint, ConcurrencyQuery, CountObserver, StoreOptions } from '../store.js';
+import type { RedisOutbox } from './outbox.js';
 
 const DAY_MS = 86_400_000;
 /** How long the settling instance's lease lasts without renewal (it renews every second): the longest takeover. */
@@ -75,12 +76,24 @@ export class RedisHistory {
   private rounds: Promise<void> = Promise.resolve();
   /** Whether this instance held the lease at its last round. */
   leading = false;
+  /** Told of the changes this instance settles while it leads (restored each time it takes the lease). */
+  private observer: CountObserver | null = null;
 
   constructor(
     private readonly redis: RedisConnection,
     private readonly keys: RedisKeys,
     private readonly options: StoreOptions,
+    private readonly outbox: RedisOutbox,
   ) {}
+
+  /** From the next round on, `observer` is told of every change this instance settles (see Store.observe). */
+  async observe(observer: CountObserver, nowMs: number): Promise<void> {
+    await this.rounds;
+    this.observer = observer;
+    // The next round starts again from the shards' counts, and restores the observer there.
+    this.forget();
+    await this.settle(nowMs);
+  }
 
   touch(): void {
     this.dirty = true;
@@ -202,6 +215,7 @@ export class RedisHistory {
     });
     const touched = this.apply(tracker, changes);
     tracker.advance(nowMs);
+    this.observer?.advance(nowMs);
     this.settledMs = untilMs;
     await this.save(tracker, nowMs, touched);
   }
@@ -228,6 +242,8 @@ export class RedisHistory {
       tracker.start(key, fromMs, count);
       this.counts.set(key, count);
     }
+    if (this.observer !== null)
+      this.observer.restore(await this.outbox.savedState(), new Map(this.counts), tracker.allTimePeaks(), fromMs);
     this.tracker = tracker;
     return tracker;
   }
@@ -248,6 +264,7 @@ export class RedisHistory {
       const count = Math.max(0, (this.counts.get(key) ?? 0) + delta);
       this.counts.set(key, count);
       tracker.change(key, atMs, count);
+      this.observer?.change(key, atMs, count);
       touched.add(key);
     }
     return touched;
@@ -310,7 +327,10 @@ export class RedisHistory {
         if (old.length > 0) await client.hdel(key, ...old);
       });
     }
+    const observed = this.observer?.take() ?? null;
     if (writes.length > 0) await this.redis.run((client) => Promise.all(writes.map((write) => write(client))));
+    // After the minutes and peaks: a receiver told of a record finds it in /analytics/peaks.
+    if (observed !== null) await this.outbox.save(observed.entries, observed.state, nowMs);
     // Only the hours still being written stay in memory.
     const keepFromMs = floorTo(nowMs, HOUR_MS) - HOUR_MS;
     for (const [id, _blob] of this.blobs) if (Number(id.slice(0, id.indexOf(':'))) < keepFromMs) this.blobs.delete(id);

@@ -65,3 +65,23 @@ CREATE TABLE IF NOT EXISTS concurrency_peaks (
   online INTEGER NOT NULL,
   at_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- The webhook outbox (docs/alerts.md): one row per event and receiver, written before the heartbeats that raised the
+-- event are acknowledged; kept after delivery (or giving up) for GET /webhooks/deliveries, up to the outbox's bound.
+CREATE TABLE IF NOT EXISTS webhook_outbox (
+  id TEXT PRIMARY KEY,
+  event_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  receiver TEXT NOT NULL,
+  at_ms INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  status TEXT NOT NULL DEFAULT 'pending',
+  attempts INTEGER NOT NULL DEFAULT 0,
+  last_status INTEGER,
+  last_error TEXT,
+  next_attempt_ms INTEGER,
+  created_ms INTEGER NOT NULL,
+  done_ms INTEGER
+);
+
+CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (status, next_attempt_ms);
