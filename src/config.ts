@@ -3,8 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import ipaddr from 'ipaddr.js';
-import { AlertRuleError, parseRules, type AlertRule } from './alerts/rules.js';
-import { ConfigError } from './errors.js';
+import { parseRules, type AlertRule } from './alerts/rules.js';
+import { AlertRuleError, ConfigError } from './errors.js';
 
 /** A rate: `count` requests per `periodMs`, with `burst` allowed back to back. */
 export interface Rate {

@@ -179,3 +179,15 @@ export class ImportError extends Error {
     this.name = 'ImportError';
   }
 }
+
+/** A rule that does not parse or cannot work: `position` is the 1-based column in `rule` of the first bad character. */
+export class AlertRuleError extends Error {
+  constructor(
+    readonly rule: string,
+    readonly position: number,
+    readonly problem: string,
+  ) {
+    super(`alert rule "${rule}": at ${position}: ${problem}`);
+    this.name = 'AlertRuleError';
+  }
+}

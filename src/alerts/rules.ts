@@ -1,4 +1,5 @@
 // The alert rule syntax ("online{channel=checkout} < 5 for 10m"): parsed at boot, errors point at the column.
+import { AlertRuleError } from '../errors.js';
 
 export type Comparison = '>' | '>=' | '<' | '<=';
 
@@ -35,18 +36,6 @@ export interface AlertRule {
   forMs: number;
   /** How far past the threshold the count must come back before the rule resolves (see the table above). */
   hysteresis: number;
-}
-
-/** A rule that does not parse or cannot work: `position` is the 1-based column in `rule` of the first bad character. */
-export class AlertRuleError extends Error {
-  constructor(
-    readonly rule: string,
-    readonly position: number,
-    readonly problem: string,
-  ) {
-    super(`alert rule "${rule}": at ${position}: ${problem}`);
-    this.name = 'AlertRuleError';
-  }
 }
 
 const MAX_INTEGER = 1_000_000_000;
