@@ -9,6 +9,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { alertsCase } from './cases/alerts.js';
 import { analyticsCase } from './cases/analytics.js';
 import { batchCase } from './cases/batch.js';
 import { heartbeatCase } from './cases/heartbeat.js';
@@ -31,6 +32,7 @@ const CASES: Record<number, (ctx: BenchContext) => Promise<CaseReport>> = {
   6: peerCase,
   7: analyticsCase,
   8: historyCase,
+  9: alertsCase,
 };
 
 const USAGE =
@@ -72,7 +74,7 @@ function parseFlags(argv: readonly string[]) {
   const values = parse();
   const only = values.only.split(',').map((part) => Number(part.trim()));
   const unknown = only.filter((n) => CASES[n] === undefined);
-  if (unknown.length > 0) usageError(`--only names no such case: ${unknown.join(', ')} (cases are 1 to 8)`);
+  if (unknown.length > 0) usageError(`--only names no such case: ${unknown.join(', ')} (cases are 1 to 9)`);
   return {
     durationSeconds: positive('duration', values.duration, false),
     connections: positive('connections', values.connections, true),
