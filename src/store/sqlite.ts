@@ -738,16 +738,16 @@ export class SqliteStore implements Store {
     }));
   }
 
-  /**
-   * Ready while commits succeed. After a failed commit, each check is also the retry: a probe write that needs new room
-   * in the database and the WAL, as a heartbeat of a new user does; so readiness comes back once space does, even when
-   * no traffic reaches an instance that is out of rotation.
-   */
   /** One process holds the data directory's lock: it is the only one. */
   leads(): boolean {
     return !this.closed;
   }
 
+  /**
+   * Ready while commits succeed. After a failed commit, each check is also the retry: a probe write that needs new room
+   * in the database and the WAL, as a heartbeat of a new user does; so readiness comes back once space does, even when
+   * no traffic reaches an instance that is out of rotation.
+   */
   async check(): Promise<void> {
     this.assertOpen();
     try {
