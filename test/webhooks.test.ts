@@ -186,6 +186,34 @@ describe('alerts and webhooks on the real service', () => {
     assert.equal(await server.exited, 0);
   });
 
+  it('a receiver that is down (connection refused) gets the event once it is back', async () => {
+    const hook = await receiver();
+    await hook.down();
+    const server = await serve(['--webhook-url', hook.url]);
+    const test = await fetch(`${server.url}/webhooks/test`, { method: 'POST', headers: auth });
+    assert.equal(test.status, 202);
+    const { event_id: eventId } = (await test.json()) as { event_id: string };
+    const deadline = Date.now() + 5000;
+    let pending = await deliveries(server, 'pending');
+    while (!(pending[0]?.attempts ?? 0) && Date.now() < deadline) {
+      await sleep(200);
+      pending = await deliveries(server, 'pending');
+    }
+    const [waiting] = pending as [{ event_id: string; attempts: number; last_status: number | null }];
+    assert.equal(waiting.event_id, eventId);
+    assert.equal(waiting.last_status, null, 'no HTTP answer');
+    const listed = (await (
+      await fetch(`${server.url}/webhooks/deliveries?status=pending`, { headers: auth })
+    ).json()) as { deliveries: { last_error: string | null; next_attempt: string | null }[] };
+    assert.equal(listed.deliveries[0]?.last_error, 'ECONNREFUSED');
+    assert.ok(listed.deliveries[0]?.next_attempt !== null, 'a next attempt is due');
+    await hook.up();
+    const [got] = await hook.until((list) => list.length === 1, 10_000, 'the event once the receiver is up');
+    assert.equal(got?.id, eventId);
+    assert.equal(got?.verified, true);
+    assert.equal((await deliveries(server, 'pending')).length, 0);
+  });
+
   it("Slack's format: a readable text, signed all the same", async () => {
     const hook = await receiver();
     const server = await serve(['--webhook-url', hook.url, '--webhook-format', 'slack']);
