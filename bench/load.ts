@@ -156,3 +156,23 @@ export function get(url: string, timeoutMs = 5000): Promise<{ status: number; bo
     req.end();
   });
 }
+
+/**
+ * Heartbeats from simulated clients, each request the next address of one sequence shared by every run that takes
+ * the same `sequence` (an address comes back only after 131,072 requests, far apart for the 1/s per-client limit).
+ */
+export function simulatedHeartbeats(
+  url: string,
+  connections: number,
+  seconds: number,
+  sequence: { next: number },
+): Promise<LoadResult> {
+  return load({
+    url,
+    connections,
+    seconds,
+    method: 'POST',
+    path: '/heartbeat',
+    vary: () => ({ headers: { 'x-forwarded-for': simulatedAddress(sequence.next++) } }),
+  });
+}

@@ -199,7 +199,8 @@ describe('alerts and webhooks on the real service', () => {
       await sleep(200);
       pending = await deliveries(server, 'pending');
     }
-    const [waiting] = pending as [{ event_id: string; attempts: number; last_status: number | null }];
+    const waiting = pending[0];
+    assert.ok(waiting, 'the test event waits in the outbox');
     assert.equal(waiting.event_id, eventId);
     assert.equal(waiting.last_status, null, 'no HTTP answer');
     const listed = (await (

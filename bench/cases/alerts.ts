@@ -3,7 +3,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { BenchContext } from '../context.js';
-import { load, meanOf, simulatedAddress, type LoadResult } from '../load.js';
+import { meanOf, simulatedHeartbeats, type LoadResult } from '../load.js';
 import { against, count, ratio, type CaseReport, type Row } from '../report.js';
 import { cpuSeconds, scratchDir, startService, stop, type Listening } from '../support.js';
 
@@ -52,7 +52,7 @@ export async function alertsCase(ctx: BenchContext): Promise<CaseReport> {
   await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
   const hookUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
   const services: Listening[] = [];
-  let next = 0;
+  const sequence = { next: 0 };
   try {
     const common = ['--trust-proxy', '127.0.0.1'];
     const without = await startService(['--data-dir', scratchDir('alerts-off'), ...common]);
@@ -70,14 +70,7 @@ export async function alertsCase(ctx: BenchContext): Promise<CaseReport> {
     ]);
     services.push(withRules);
     const heartbeats = (target: Listening, seconds: number) =>
-      load({
-        url: target.url,
-        connections: ctx.connections,
-        seconds,
-        method: 'POST',
-        path: '/heartbeat',
-        vary: () => ({ headers: { 'x-forwarded-for': simulatedAddress(next++) } }),
-      });
+      simulatedHeartbeats(target.url, ctx.connections, seconds, sequence);
     const measured = async (target: Listening): Promise<Run> => {
       const before = cpuSeconds(target.process.pid);
       const result = await heartbeats(target, ctx.durationSeconds);

@@ -15,7 +15,7 @@ import {
 } from '../../src/store/concurrency.js';
 import { DATABASE_FILE, SqliteStore } from '../../src/store/sqlite.js';
 import type { BenchContext } from '../context.js';
-import { load, meanOf, simulatedAddress, type LoadResult } from '../load.js';
+import { load, meanOf, simulatedHeartbeats, type LoadResult } from '../load.js';
 import { against, bytes, count, ms, ratio, type CaseReport, type Row } from '../report.js';
 import { redisCommand, startRedis, type RedisServer } from '../../test/support/redis-server.js';
 import { REPO_ROOT, cpuSeconds, scratchDir, startService, stop, type Listening } from '../support.js';
@@ -90,7 +90,7 @@ const VARIANTS: Variant[] = [
 async function heartbeatCost(ctx: BenchContext, variant: Variant, rows: Row[], notes: string[]): Promise<void> {
   const revision = baselineRevision(variant.addedIn);
   const before = buildRevision(revision, ctx.log);
-  let next = 0;
+  const sequence = { next: 0 };
   const services: Listening[] = [];
   const redisServers: RedisServer[] = [];
   try {
@@ -110,14 +110,7 @@ async function heartbeatCost(ctx: BenchContext, variant: Variant, rows: Row[], n
     });
     services.push(without);
     const heartbeats = (target: Listening, seconds: number) =>
-      load({
-        url: target.url,
-        connections: ctx.connections,
-        seconds,
-        method: 'POST',
-        path: '/heartbeat',
-        vary: () => ({ headers: { 'x-forwarded-for': simulatedAddress(next++) } }),
-      });
+      simulatedHeartbeats(target.url, ctx.connections, seconds, sequence);
     const measured = async (target: Listening, redis: RedisServer | null): Promise<Run> => {
       const cpuBefore = cpuSeconds(target.process.pid);
       const redisBefore = redis === null ? 0 : await redisCpuSeconds(redis);
