@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import ipaddr from 'ipaddr.js';
-import { parseRules, type AlertRule } from './alerts/rules.js';
+import { parseRules, type AlertRule } from './alert-rules.js';
 import { AlertRuleError, ConfigError } from './errors.js';
 
 /** A rate: `count` requests per `periodMs`, with `burst` allowed back to back. */

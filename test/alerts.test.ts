@@ -1,7 +1,7 @@
 // Alert rules and the watcher: the rule syntax with its errors, and the events exact count changes raise.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseRule, parseRules } from '../src/alerts/rules.js';
+import { parseRule, parseRules } from '../src/alert-rules.js';
 import { AlertRuleError } from '../src/errors.js';
 import { AlertWatcher, type AlertEvent, type WatcherSettings, type WatcherState } from '../src/alerts/watcher.js';
 

@@ -1,6 +1,6 @@
 // Turns exact changes of the online counts into alert, record and occupancy events: pure, time passed in.
 import { createHash, randomUUID } from 'node:crypto';
-import { parseRule, type AlertRule } from './rules.js';
+import { parseRule, type AlertRule } from '../alert-rules.js';
 
 export type AlertEventType =
   'alert.firing' | 'alert.resolved' | 'peak.record' | 'channel.occupied' | 'channel.vacated' | 'webhook.test';

@@ -1,5 +1,5 @@
 // The alert rule syntax ("online{channel=checkout} < 5 for 10m"): parsed at boot, errors point at the column.
-import { AlertRuleError } from '../errors.js';
+import { AlertRuleError } from './errors.js';
 
 export type Comparison = '>' | '>=' | '<' | '<=';
 
