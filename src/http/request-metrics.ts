@@ -6,13 +6,19 @@ import type { Metrics } from '../metrics.js';
 export function installRequestMetrics(app: FastifyInstance, metrics: Metrics): void {
   const INGEST_ROUTES = new Set([`${app.prefix}/heartbeat`, `${app.prefix}/heartbeats`]);
   const LIVE_STREAM_ROUTE = `${app.prefix}/events`;
-  app.addHook('onResponse', async (request, reply) => {
-    const route = request.routeOptions.url ?? 'unmatched';
-    // A live stream is counted by its route when it starts: here it would count only once it ended.
-    if (route === LIVE_STREAM_ROUTE && request.method === 'GET' && reply.statusCode === 200) return;
-    metrics.request(route, request.method, reply.statusCode, reply.elapsedTime / 1000);
-    if (reply.statusCode >= 400 && INGEST_ROUTES.has(route))
-      metrics.heartbeatsRejected(rejectionReason(reply.statusCode));
+  // A callback hook, not an async one: it runs on every request, and an async hook costs a promise each time.
+  app.addHook('onResponse', (request, reply, done) => {
+    try {
+      const route = request.routeOptions.url ?? 'unmatched';
+      // A live stream is counted by its route when it starts: here it would count only once it ended.
+      if (route !== LIVE_STREAM_ROUTE || request.method !== 'GET' || reply.statusCode !== 200) {
+        metrics.request(route, request.method, reply.statusCode, reply.elapsedTime / 1000);
+        if (reply.statusCode >= 400 && INGEST_ROUTES.has(route))
+          metrics.heartbeatsRejected(rejectionReason(reply.statusCode));
+      }
+    } finally {
+      done();
+    }
   });
 }
 
