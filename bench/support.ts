@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { redisCommand, type RedisServer } from '../test/support/redis-server.js';
 
 // The tests' helper: a port the kernel just handed out on 127.0.0.1 (uvicorn, and a restart on the same port, need one
 // chosen up front).
@@ -179,12 +180,16 @@ export function startService(
   return listening(spawnTracked('online-stats', process.execPath, [...(options.nodeFlags ?? []), cli, ...serveArgs]));
 }
 
-/** The bare Fastify route of bench/baseline.ts, in its own process like the service. */
-export function startBaseline(): Promise<Listening> {
-  return listening(
-    spawnTracked('baseline', process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench', 'baseline.ts')]),
-  );
+/**
+ * A server of bench/ (`file` under bench/, printing the service's "Server listening at" line), in its own process like
+ * the service.
+ */
+export function startPeer(label: string, file: string, args: readonly string[] = []): Promise<Listening> {
+  return listening(spawnTracked(label, process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench', file), ...args]));
 }
+
+/** The bare Fastify route of bench/baseline.ts. */
+export const startBaseline = (): Promise<Listening> => startPeer('baseline', 'baseline.ts');
 
 /** Runs a command to its end (bounded by `timeoutMs`), throwing with its output unless it exits 0. */
 export async function runToEnd(
@@ -210,6 +215,13 @@ export async function runToEnd(
 export function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** CPU seconds a redis-server has used (INFO cpu: user + system). */
+export async function redisCpuSeconds(redis: RedisServer): Promise<number> {
+  const info = (await redisCommand(redis.port, 'INFO cpu')) ?? '';
+  const figure = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? NaN);
+  return figure('used_cpu_user') + figure('used_cpu_sys');
 }
 
 /** Resident memory of a process (VmRSS), in bytes. */

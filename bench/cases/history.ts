@@ -17,8 +17,8 @@ import { DATABASE_FILE, SqliteStore } from '../../src/store/sqlite.js';
 import type { BenchContext } from '../context.js';
 import { load, meanOf, simulatedHeartbeats, type LoadResult } from '../load.js';
 import { against, bytes, count, ms, ratio, type CaseReport, type Row } from '../report.js';
-import { redisCommand, startRedis, type RedisServer } from '../../test/support/redis-server.js';
-import { REPO_ROOT, cpuSeconds, scratchDir, startService, stop, type Listening } from '../support.js';
+import { startRedis, type RedisServer } from '../../test/support/redis-server.js';
+import { REPO_ROOT, cpuSeconds, redisCpuSeconds, scratchDir, startService, stop, type Listening } from '../support.js';
 
 const WARM_UP_SECONDS = 2;
 const ROUNDS = 2;
@@ -53,13 +53,6 @@ function buildRevision(revision: string, log: (message: string) => void): { cli:
     cli: join(dir, 'dist', 'src', 'cli.js'),
     remove: () => execFileSync('git', ['worktree', 'remove', '--force', dir], { cwd: REPO_ROOT, stdio: 'ignore' }),
   };
-}
-
-/** CPU seconds a redis-server has used (INFO cpu: user + system). */
-async function redisCpuSeconds(redis: RedisServer): Promise<number> {
-  const info = (await redisCommand(redis.port, 'INFO cpu')) ?? '';
-  const figure = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? NaN);
-  return figure('used_cpu_user') + figure('used_cpu_sys');
 }
 
 interface Variant {

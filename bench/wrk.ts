@@ -1,0 +1,152 @@
+// Heartbeat load with wrk (one thread, its own process) when it is installed, so the load generator does not share
+// the bench process's event loop, with results in the LoadResult shape of bench/load.ts.
+import { accessSync, constants, writeFileSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { SIMULATED_CLIENTS, type LoadResult } from './load.js';
+import { scratchDir, spawnTracked, stop } from './support.js';
+
+/** wrk's own timeout is 2 s; autocannon's is 10 s, and both generators should call the same thing a timeout. */
+const TIMEOUT_SECONDS = 10;
+/** Beyond the run itself: connecting, the summary, and a machine slowed down by the servers under load. */
+const GRACE_MS = 30_000;
+/** USER_HZ, the unit of utime and stime in /proc/<pid>/stat (what cpuSeconds in bench/support.ts assumes too). */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** The first `wrk` on PATH, or null: then the benchmark falls back to autocannon. */
+export function findWrk(): string | null {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir === '') continue;
+    const candidate = join(dir, 'wrk');
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // Not here: the next directory.
+    }
+  }
+  return null;
+}
+
+// LuaJIT (wrk's Lua) has no bit operators without the bit library, so the address of simulatedAddress() in
+// bench/load.ts is built with math.floor and %. done() runs in wrk's main thread after the worker joined, so
+// /proc/self/stat then holds the whole process's CPU, read before wrk exits and its /proc entry goes away.
+const SCRIPT = `-- bench/wrk.ts: POST /heartbeat, each request from the next simulated client of 198.18.0.0/15, starting
+-- at the offset given after "--"; done() prints one JSON line for bench/wrk.ts to parse.
+local CLIENTS = ${SIMULATED_CLIENTS}
+local n = 0
+
+function init(args)
+  n = tonumber(args[1]) or 0
+end
+
+function request()
+  local i = n % CLIENTS
+  n = n + 1
+  local address = "198." .. (18 + math.floor(i / 65536)) .. "." .. (math.floor(i / 256) % 256) .. "." .. (i % 256)
+  return wrk.format("POST", "/heartbeat", { ["X-Forwarded-For"] = address })
+end
+
+local function cpu_ticks()
+  local file = io.open("/proc/self/stat", "r")
+  if file == nil then return -1 end
+  local stat = file:read("*a")
+  file:close()
+  local fields = {}
+  for field in string.gmatch(stat:match(".*%) (.*)") or "", "%S+") do fields[#fields + 1] = field end
+  return (tonumber(fields[12]) or -1) + (tonumber(fields[13]) or 0)
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"wrk":1,"requests":%d,"durationUs":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,' ..
+    '"p50Us":%.1f,"p99Us":%.1f,"cpuTicks":%d}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50.0), latency:percentile(99.0), cpu_ticks()))
+  io.flush()
+end
+`;
+
+interface Summary {
+  requests: number;
+  durationUs: number;
+  connect: number;
+  read: number;
+  write: number;
+  /** Responses with a status of 400 and up (wrk counts no other status as an error). */
+  status: number;
+  timeout: number;
+  p50Us: number;
+  p99Us: number;
+  /** -1 when /proc could not be read. */
+  cpuTicks: number;
+}
+
+const SUMMARY = /^\{"wrk":1,.*\}$/;
+
+let scriptPath: string | null = null;
+
+function script(): string {
+  if (scriptPath === null) {
+    scriptPath = join(scratchDir('wrk'), 'heartbeat.lua');
+    writeFileSync(scriptPath, SCRIPT);
+  }
+  return scriptPath;
+}
+
+/**
+ * Heartbeats from simulated clients for `seconds` (whole, at least 1: wrk takes no fractions), continuing the address
+ * sequence that bench/load.ts's runs share; `sequence.next` moves past every address this run may have sent.
+ */
+export async function wrkHeartbeats(
+  wrk: string,
+  url: string,
+  connections: number,
+  seconds: number,
+  sequence: { next: number },
+): Promise<LoadResult> {
+  const wholeSeconds = Math.max(1, Math.round(seconds));
+  const offset = sequence.next % SIMULATED_CLIENTS;
+  const tracked = spawnTracked('wrk', wrk, [
+    '-t1',
+    `-c${connections}`,
+    `-d${wholeSeconds}s`,
+    '--timeout',
+    `${TIMEOUT_SECONDS}s`,
+    '--latency',
+    '-s',
+    script(),
+    url,
+    '--',
+    String(offset),
+  ]);
+  let line: string;
+  try {
+    line = (await tracked.waitForLine(SUMMARY, wholeSeconds * 1000 + GRACE_MS))[0];
+  } catch (error) {
+    await stop(tracked, 'SIGKILL');
+    throw error;
+  }
+  const exit = await tracked.exited;
+  if (exit.code !== 0) throw new Error(`wrk exited ${exit.code ?? exit.signal}:\n${tracked.tail()}`);
+  const summary = JSON.parse(line) as Summary;
+  const errors = summary.connect + summary.read + summary.write + summary.timeout;
+  // Every request wrk sent took the next address: the completed ones, the failed ones, and up to one in flight on
+  // each connection when the time ran out.
+  sequence.next += summary.requests + errors + connections;
+  const runSeconds = summary.durationUs / 1e6;
+  const ok = summary.requests - summary.status;
+  return {
+    seconds: runSeconds,
+    responses: summary.requests,
+    ok,
+    non2xx: summary.status,
+    errors,
+    timeouts: summary.timeout,
+    requestsPerSecond: summary.requests / runSeconds,
+    okPerSecond: ok / runSeconds,
+    generatorCores: summary.cpuTicks < 0 ? 0 : summary.cpuTicks / CLOCK_TICKS_PER_SECOND / runSeconds,
+    p50Ms: summary.p50Us / 1000,
+    p99Ms: summary.p99Us / 1000,
+  };
+}
