@@ -30,7 +30,9 @@ export function findWrk(): string | null {
 // LuaJIT (wrk's Lua) has no bit operators without the bit library, so the address of simulatedAddress() in
 // bench/load.ts is built with math.floor and %. done() runs in wrk's main thread after the worker joined, so
 // /proc/self/stat then holds the whole process's CPU, read before wrk exits and its /proc entry goes away.
-const SCRIPT = `-- bench/wrk.ts: POST /heartbeat, each request from the next simulated client of 198.18.0.0/15, starting
+const scriptText = (
+  REQUEST: string,
+) => `-- bench/wrk.ts: POST /heartbeat, each request from the next simulated client of 198.18.0.0/15, starting
 -- at the offset given after "--"; done() prints one JSON line for bench/wrk.ts to parse.
 local CLIENTS = ${SIMULATED_CLIENTS}
 local n = 0
@@ -39,13 +41,7 @@ function init(args)
   n = tonumber(args[1]) or 0
 end
 
-function request()
-  local i = n % CLIENTS
-  n = n + 1
-  local address = "198." .. (18 + math.floor(i / 65536)) .. "." .. (math.floor(i / 256) % 256) .. "." .. (i % 256)
-  return wrk.format("POST", "/heartbeat", { ["X-Forwarded-For"] = address })
-end
-
+${REQUEST}
 local function cpu_ticks()
   local file = io.open("/proc/self/stat", "r")
   if file == nil then return -1 end
@@ -84,14 +80,32 @@ interface Summary {
 
 const SUMMARY = /^\{"wrk":1,.*\}$/;
 
-let scriptPath: string | null = null;
+const HEARTBEAT_REQUEST = `function request()
+  local i = n % CLIENTS
+  n = n + 1
+  local address = "198." .. (18 + math.floor(i / 65536)) .. "." .. (math.floor(i / 256) % 256) .. "." .. (i % 256)
+  return wrk.format("POST", "/heartbeat", { ["X-Forwarded-For"] = address })
+end
+`;
 
-function script(): string {
-  if (scriptPath === null) {
-    scriptPath = join(scratchDir('wrk'), 'heartbeat.lua');
-    writeFileSync(scriptPath, SCRIPT);
+/** GETs of `prefix` and a number counting up from 0 and around `count`, e.g. "/analytics/concurrency?channel=ch-". */
+const getRequest = (prefix: string, count: number) => `function request()
+  local i = n % ${count}
+  n = n + 1
+  return wrk.format("GET", ${JSON.stringify(prefix)} .. i)
+end
+`;
+
+const scripts = new Map<string, string>();
+
+function script(request: string): string {
+  let path = scripts.get(request);
+  if (path === undefined) {
+    path = join(scratchDir('wrk'), `load-${scripts.size}.lua`);
+    writeFileSync(path, scriptText(request));
+    scripts.set(request, path);
   }
-  return scriptPath;
+  return path;
 }
 
 /**
@@ -115,7 +129,7 @@ export async function wrkHeartbeats(
     `${TIMEOUT_SECONDS}s`,
     '--latency',
     '-s',
-    script(),
+    script(HEARTBEAT_REQUEST),
     url,
     '--',
     String(offset),
@@ -130,10 +144,16 @@ export async function wrkHeartbeats(
   const exit = await tracked.exited;
   if (exit.code !== 0) throw new Error(`wrk exited ${exit.code ?? exit.signal}:\n${tracked.tail()}`);
   const summary = JSON.parse(line) as Summary;
-  const errors = summary.connect + summary.read + summary.write + summary.timeout;
   // Every request wrk sent took the next address: the completed ones, the failed ones, and up to one in flight on
   // each connection when the time ran out.
-  sequence.next += summary.requests + errors + connections;
+  sequence.next += summary.requests + errorsOf(summary) + connections;
+  return resultOf(summary);
+}
+
+const errorsOf = (summary: Summary): number => summary.connect + summary.read + summary.write + summary.timeout;
+
+/** wrk's summary in the LoadResult shape of bench/load.ts. */
+function resultOf(summary: Summary): LoadResult {
   const runSeconds = summary.durationUs / 1e6;
   const ok = summary.requests - summary.status;
   return {
@@ -141,7 +161,7 @@ export async function wrkHeartbeats(
     responses: summary.requests,
     ok,
     non2xx: summary.status,
-    errors,
+    errors: errorsOf(summary),
     timeouts: summary.timeout,
     requestsPerSecond: summary.requests / runSeconds,
     okPerSecond: ok / runSeconds,
@@ -149,4 +169,40 @@ export async function wrkHeartbeats(
     p50Ms: summary.p50Us / 1000,
     p99Ms: summary.p99Us / 1000,
   };
+}
+
+/**
+ * GETs of `prefix` followed by 0, 1, ... `count` - 1 and around again, for `seconds` (whole, at least 1), from
+ * `connections` connections; the same figures as wrkHeartbeats.
+ */
+export async function wrkGets(
+  wrk: string,
+  url: string,
+  connections: number,
+  seconds: number,
+  prefix: string,
+  count: number,
+): Promise<LoadResult> {
+  const wholeSeconds = Math.max(1, Math.round(seconds));
+  const tracked = spawnTracked('wrk', wrk, [
+    '-t1',
+    `-c${connections}`,
+    `-d${wholeSeconds}s`,
+    '--timeout',
+    `${TIMEOUT_SECONDS}s`,
+    '--latency',
+    '-s',
+    script(getRequest(prefix, count)),
+    url,
+  ]);
+  let line: string;
+  try {
+    line = (await tracked.waitForLine(SUMMARY, wholeSeconds * 1000 + GRACE_MS))[0];
+  } catch (error) {
+    await stop(tracked, 'SIGKILL');
+    throw error;
+  }
+  const exit = await tracked.exited;
+  if (exit.code !== 0) throw new Error(`wrk exited ${exit.code ?? exit.signal}:\n${tracked.tail()}`);
+  return resultOf(JSON.parse(line) as Summary);
 }

@@ -21,6 +21,7 @@ export function storeOptions(
     maxChannels: config.maxChannels,
     calendar,
     historyMinuteDays: Math.min(config.historyMinuteDays, config.maxDays),
+    outboxMax: config.webhookOutboxMax,
   };
 }
 

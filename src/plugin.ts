@@ -1,10 +1,10 @@
 // The service as a Fastify plugin: `host.register(onlineStats, { store, prefix })` adds its routes to an existing app,
 // each of its parsers, hooks and handlers kept inside its own encapsulated context.
 import swagger from '@fastify/swagger';
-import { AlertObserver } from './alerts/observer.js';
 import swaggerUi from '@fastify/swagger-ui';
 import cors from '@fastify/cors';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import { AlertObserver } from './alerts/observer.js';
 import { createCalendar, type Calendar } from './calendar.js';
 import { systemClock, type Clock } from './clock.js';
 import { defaultConfig, flagOf, type Config, type ConfigOverrides } from './config.js';
@@ -141,6 +141,9 @@ export async function installService(app: FastifyInstance, deps: AppDeps, notFou
     (store as { onCommit: AppDeps['metrics']['commit'] | null }).onCommit = (n, ms) => metrics.commit(n, ms);
 }
 
+/** Longest one webhook attempt may take. */
+const WEBHOOK_TIMEOUT_MS = 10_000;
+
 /** The rules watch the store's counts; what they raise is delivered from the outbox, off the heartbeat path. */
 async function startAlerts(app: FastifyInstance, deps: AppDeps, alerts: AlertObserver): Promise<void> {
   const { config, store, clock, metrics } = deps;
@@ -164,9 +167,6 @@ async function startAlerts(app: FastifyInstance, deps: AppDeps, alerts: AlertObs
     await deliverer.stop();
   });
 }
-
-/** Longest one webhook attempt may take. */
-const WEBHOOK_TIMEOUT_MS = 10_000;
 
 export interface OnlineStatsOptions {
   /**

@@ -246,6 +246,58 @@ export function storeSuite(name: string, factory: StoreFactory, skips: Skips = {
       assert.equal(store.leads(), true, 'the only instance settles its own history');
     });
 
+    test('webhook outbox: bounded, the oldest going first, pending ones counted as dropped; attempts recorded', async () => {
+      const store = await make({ outboxMax: 3 }, T0);
+      const entry = (n: number) => ({
+        id: `evt_${n}.r`,
+        eventId: `evt_${n}`,
+        type: 'webhook.test',
+        receiver: 'http://127.0.0.1:9/hook',
+        atMs: T0 + n,
+        body: `{"n":${n}}`,
+      });
+      await store.outbox.add([entry(1), entry(2)], T0);
+      // Delivered: done, so it goes before any pending one once the outbox is over its bound.
+      await store.outbox.attempted(
+        'evt_1.r',
+        { delivered: true, status: 204, error: null, nextAttemptMs: null },
+        T0 + 1,
+      );
+      await store.outbox.attempted(
+        'evt_2.r',
+        { delivered: false, status: 503, error: null, nextAttemptMs: T0 + 5000 },
+        T0 + 1,
+      );
+      await store.outbox.add([entry(3), entry(4), entry(3)], T0 + 2);
+      assert.deepEqual(await store.outbox.depth(), { pending: 3, dropped: 0 });
+      assert.deepEqual(
+        (await store.outbox.list('delivered', 10)).map((d) => d.id),
+        [],
+        'the delivered one went first',
+      );
+      await store.outbox.add([entry(5)], T0 + 3);
+      assert.deepEqual(await store.outbox.depth(), { pending: 3, dropped: 1 });
+      const pending = await store.outbox.list('pending', 10);
+      assert.deepEqual(pending.map((d) => d.id).sort(), ['evt_3.r', 'evt_4.r', 'evt_5.r'], 'the oldest pending went');
+      // Due: those whose next attempt has come, oldest first; the retried one is gone with the bound. (On Redis only
+      // the instance that leads gets any: a settle makes this one lead.)
+      await store.settle(T0 + 10);
+      assert.deepEqual(
+        (await store.outbox.due(T0 + 10, 10)).map((d) => d.id),
+        ['evt_3.r', 'evt_4.r', 'evt_5.r'],
+      );
+      await store.outbox.attempted(
+        'evt_3.r',
+        { delivered: false, status: null, error: 'ECONNREFUSED', nextAttemptMs: null },
+        T0 + 20,
+      );
+      const [failed] = await store.outbox.list('failed', 10);
+      assert.equal(failed?.attempts, 1);
+      assert.equal(failed?.lastError, 'ECONNREFUSED');
+      assert.equal(failed?.doneMs, T0 + 20);
+      assert.equal(failed?.body, '{"n":3}');
+    });
+
     test('concurrency: a timed-out identity lowers the count at its exact instant, with no heartbeat after', async () => {
       const store = await make({ heartbeatTimeoutMs: 90_000 }, T0);
       await store.recordHeartbeats([beat(1), beat(2)], T0);

@@ -15,6 +15,7 @@ import {
 } from '../../src/store/concurrency.js';
 import { DATABASE_FILE, SqliteStore } from '../../src/store/sqlite.js';
 import type { BenchContext } from '../context.js';
+import { findWrk, wrkGets } from '../wrk.js';
 import { load, meanOf, simulatedHeartbeats, type LoadResult } from '../load.js';
 import { against, bytes, count, ms, ratio, type CaseReport, type Row } from '../report.js';
 import { startRedis, type RedisServer } from '../../test/support/redis-server.js';
@@ -236,11 +237,23 @@ async function concurrencyReads(ctx: BenchContext, rows: Row[], notes: string[])
         path: '/analytics/concurrency',
         vary: () => ({ path: `/analytics/concurrency?channel=ch-${c++ % CHANNELS}` }),
       });
+    // wrk, when installed, runs in its own process: autocannon in this one shares its event loop and GC with the
+    // timing of every answer.
+    const wrk = findWrk();
+    const prefix = '/analytics/concurrency?channel=ch-';
+    const oneAtATime = () =>
+      wrk === null
+        ? reads(1, 3000)
+        : wrkGets(wrk, service.url, 1, Math.max(5, ctx.durationSeconds / 2), prefix, CHANNELS);
+    const many = (amount: number) =>
+      wrk === null
+        ? reads(ctx.connections, amount)
+        : wrkGets(wrk, service.url, ctx.connections, ctx.durationSeconds, prefix, CHANNELS);
     await reads(1, 500);
-    const unloaded = await reads(1, 3000);
-    const loaded = await reads(ctx.connections, 20_000);
+    const unloaded = await oneAtATime();
+    const loaded = await many(20_000);
     const cpuBefore = cpuSeconds(service.process.pid);
-    const timed = await reads(ctx.connections, 10_000);
+    const timed = await many(10_000);
     const cpuMicros = ((cpuSeconds(service.process.pid) - cpuBefore) * 1e6) / Math.max(1, timed.responses);
     rows.push(
       row(
@@ -263,7 +276,8 @@ async function concurrencyReads(ctx: BenchContext, rows: Row[], notes: string[])
     );
     notes.push(
       `Reads: ${CHANNELS} channels online (10 identities each) over 24 hours of stored minutes for the total and every ` +
-        'channel (1,441 points an answer); each request asks for another channel; read limits off.',
+        'channel (1,441 points an answer); each request asks for another channel; read limits off; load from ' +
+        (findWrk() === null ? 'autocannon in the bench process.' : 'wrk (one thread, its own process).'),
     );
   } finally {
     await stop(service.process, 'SIGKILL');

@@ -26,7 +26,6 @@ declare module 'fastify' {
 /** `batch`: client ids of batch ingest per second, each request spending as many units as it names ids. */
 export type Budget = 'ingest' | 'read' | 'batch';
 
-/** `token`: the API token when one is configured. `ingest`: the ingest or the API token, and one must be configured. */
 /**
  * `token`: the API token when one is configured; `ingest`: the ingest or the API token, off without either;
  * `admin`: the API token, off without it (routes that act, or that no one should reach unconfigured).
