@@ -108,32 +108,20 @@ function script(request: string): string {
   return path;
 }
 
-/**
- * Heartbeats from simulated clients for `seconds` (whole, at least 1: wrk takes no fractions), continuing the address
- * sequence that bench/load.ts's runs share; `sequence.next` moves past every address this run may have sent.
- */
-export async function wrkHeartbeats(
+/** Runs wrk (one thread) with `request` for `seconds` (whole, at least 1: wrk takes no fractions); its summary. */
+async function runWrk(
   wrk: string,
   url: string,
   connections: number,
   seconds: number,
-  sequence: { next: number },
-): Promise<LoadResult> {
+  request: string,
+  scriptArgs: readonly string[] = [],
+): Promise<Summary> {
   const wholeSeconds = Math.max(1, Math.round(seconds));
-  const offset = sequence.next % SIMULATED_CLIENTS;
-  const tracked = spawnTracked('wrk', wrk, [
-    '-t1',
-    `-c${connections}`,
-    `-d${wholeSeconds}s`,
-    '--timeout',
-    `${TIMEOUT_SECONDS}s`,
-    '--latency',
-    '-s',
-    script(HEARTBEAT_REQUEST),
-    url,
-    '--',
-    String(offset),
-  ]);
+  const args = ['-t1', `-c${connections}`, `-d${wholeSeconds}s`, '--timeout', `${TIMEOUT_SECONDS}s`, '--latency'];
+  args.push('-s', script(request), url);
+  if (scriptArgs.length > 0) args.push('--', ...scriptArgs);
+  const tracked = spawnTracked('wrk', wrk, args);
   let line: string;
   try {
     line = (await tracked.waitForLine(SUMMARY, wholeSeconds * 1000 + GRACE_MS))[0];
@@ -143,7 +131,22 @@ export async function wrkHeartbeats(
   }
   const exit = await tracked.exited;
   if (exit.code !== 0) throw new Error(`wrk exited ${exit.code ?? exit.signal}:\n${tracked.tail()}`);
-  const summary = JSON.parse(line) as Summary;
+  return JSON.parse(line) as Summary;
+}
+
+/**
+ * Heartbeats from simulated clients for `seconds`, continuing the address sequence that bench/load.ts's runs share;
+ * `sequence.next` moves past every address this run may have sent.
+ */
+export async function wrkHeartbeats(
+  wrk: string,
+  url: string,
+  connections: number,
+  seconds: number,
+  sequence: { next: number },
+): Promise<LoadResult> {
+  const offset = sequence.next % SIMULATED_CLIENTS;
+  const summary = await runWrk(wrk, url, connections, seconds, HEARTBEAT_REQUEST, [String(offset)]);
   // Every request wrk sent took the next address: the completed ones, the failed ones, and up to one in flight on
   // each connection when the time ran out.
   sequence.next += summary.requests + errorsOf(summary) + connections;
@@ -172,8 +175,8 @@ function resultOf(summary: Summary): LoadResult {
 }
 
 /**
- * GETs of `prefix` followed by 0, 1, ... `count` - 1 and around again, for `seconds` (whole, at least 1), from
- * `connections` connections; the same figures as wrkHeartbeats.
+ * GETs of `prefix` followed by 0, 1, ... `count` - 1 and around again, for `seconds`, from `connections`
+ * connections; the same figures as wrkHeartbeats.
  */
 export async function wrkGets(
   wrk: string,
@@ -183,26 +186,5 @@ export async function wrkGets(
   prefix: string,
   count: number,
 ): Promise<LoadResult> {
-  const wholeSeconds = Math.max(1, Math.round(seconds));
-  const tracked = spawnTracked('wrk', wrk, [
-    '-t1',
-    `-c${connections}`,
-    `-d${wholeSeconds}s`,
-    '--timeout',
-    `${TIMEOUT_SECONDS}s`,
-    '--latency',
-    '-s',
-    script(getRequest(prefix, count)),
-    url,
-  ]);
-  let line: string;
-  try {
-    line = (await tracked.waitForLine(SUMMARY, wholeSeconds * 1000 + GRACE_MS))[0];
-  } catch (error) {
-    await stop(tracked, 'SIGKILL');
-    throw error;
-  }
-  const exit = await tracked.exited;
-  if (exit.code !== 0) throw new Error(`wrk exited ${exit.code ?? exit.signal}:\n${tracked.tail()}`);
-  return resultOf(JSON.parse(line) as Summary);
+  return resultOf(await runWrk(wrk, url, connections, seconds, getRequest(prefix, count)));
 }
