@@ -72,7 +72,7 @@ export class WebhookSender {
     return JSON.stringify(this.options.format === 'slack' ? { text } : { content: text });
   }
 
-  /** `signal`: aborts the attempt (shutdown). */
+  /** `signal`: aborts the attempt (shutdown; on Node before 20.3, which lacks AbortSignal.any, the deadline does). */
   async send(delivery: Delivery, nowMs: number, signal?: AbortSignal): Promise<AttemptOutcome> {
     const payload = this.payloadOf(delivery);
     // The id is the event's: a receiver drops a delivery it has seen (a retry, or the same event after a failover).
@@ -90,7 +90,10 @@ export class WebhookSender {
         },
         body: payload,
         redirect: 'manual',
-        signal: signal === undefined ? deadline : AbortSignal.any([deadline, signal]),
+        signal:
+          signal === undefined || typeof AbortSignal.any !== 'function'
+            ? deadline
+            : AbortSignal.any([deadline, signal]),
       });
       // The answer is read to its end within the deadline, so the connection can be reused; its content is not used.
       await response.arrayBuffer().catch(() => undefined);
