@@ -7,7 +7,7 @@ import { connectDeployment } from '../redis/deployment.js';
 import { RedisKeys } from '../redis/keys.js';
 import { LuaScript } from '../redis/lua.js';
 import { RedisHistory } from './redis/history.js';
-import { DEFAULT_OUTBOX_MAX, RedisOutbox } from './redis/outbox.js';
+import { RedisOutbox } from './redis/outbox.js';
 import { layOutBatch, type RecordOp } from './redis/record-batch.js';
 import { SettledWindows } from './window-cache.js';
 import type {
@@ -22,6 +22,7 @@ import type {
   Store,
   StoreOptions,
 } from './store.js';
+import { DEFAULT_OUTBOX_MAX } from './store.js';
 
 /** Heartbeats waiting for Redis, across calls, beyond which new ones are refused (503) rather than queued. */
 const MAX_PENDING_HEARTBEATS = 100_000;

@@ -27,7 +27,7 @@ import {
   type MinuteFigures,
 } from './concurrency.js';
 import { ChannelIndex, OnlineIndex } from './online-index.js';
-import { DEFAULT_OUTBOX_MAX, SqliteOutbox } from './sqlite/outbox.js';
+import { SqliteOutbox } from './sqlite/outbox.js';
 import { SettledWindows } from './window-cache.js';
 import type {
   ChannelCount,
@@ -42,6 +42,7 @@ import type {
   Store,
   StoreOptions,
 } from './store.js';
+import { DEFAULT_OUTBOX_MAX } from './store.js';
 
 /** The database's file name in the data directory (with its -wal and -shm beside it). */
 export const DATABASE_FILE = 'online-stats.sqlite';

@@ -135,6 +135,9 @@ export interface WebhookOutbox {
   depth(): Promise<{ pending: number; dropped: number }>;
 }
 
+/** The webhook outbox's bound when a store's options give none (StoreOptions.outboxMax). */
+export const DEFAULT_OUTBOX_MAX = 10_000;
+
 export interface StoreOptions {
   /** An identity is online while its last heartbeat is at most this old (and it has not left). */
   heartbeatTimeoutMs: number;

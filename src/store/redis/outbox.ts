@@ -6,8 +6,6 @@ import type { AttemptRecord, Delivery, DeliveryStatus, OutboxEntry, WebhookOutbo
 
 const ADD = LuaScript.load(new URL('./outbox-add.lua', import.meta.url));
 const ATTEMPT = LuaScript.load(new URL('./outbox-attempt.lua', import.meta.url));
-/** The outbox's bound when the store's options give none (as SQLite's). */
-export const DEFAULT_OUTBOX_MAX = 10_000;
 /** GET /webhooks/deliveries looks at this many of the newest deliveries for the ones with a status. */
 const LISTED = 2000;
 

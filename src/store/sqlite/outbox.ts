@@ -2,8 +2,6 @@
 import type Database from 'better-sqlite3';
 import type { AttemptRecord, Delivery, DeliveryStatus, OutboxEntry, WebhookOutbox } from '../store.js';
 
-/** The outbox's bound when the store's options give none. */
-export const DEFAULT_OUTBOX_MAX = 10_000;
 const STATE_KEY = 'alerts-state';
 
 interface Row {
