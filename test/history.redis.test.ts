@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startInstance, type Instance } from './support/instances.js';
+import { until } from './support/poll.js';
 import { startRedis, type RedisServer } from './support/redis-server.js';
 
 const SECRET = 'history-redis-secret-0123456789abcdef0123';
@@ -53,17 +54,6 @@ async function beats(instances: readonly Instance[], first: number, count: numbe
     }),
   );
   assert.deepEqual(new Set(statuses), new Set([200]));
-}
-
-/** Polls until `check` holds on the answer of `probe`, for at most `ms`; the last answer. */
-async function until<T>(probe: () => Promise<T>, check: (answer: T) => boolean, ms: number, what: string): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const answer = await probe();
-    if (check(answer)) return answer;
-    if (Date.now() > deadline) assert.fail(`${what}: still ${JSON.stringify(answer)} after ${ms} ms`);
-    await sleep(200);
-  }
 }
 
 async function leads(instance: Instance): Promise<boolean> {
