@@ -1,6 +1,8 @@
 // The identity secret and the data belong together: a lost, replaced or overridden secret is refused at start; the key
-// can live outside the data directory (--identity-secret-file); the data's files are readable by their owner only.
+// can live outside the data directory (--identity-secret-file); the data's files are readable by their owner only; the
+// pseudonyms under it are the bytes createHmac made, which the stored data holds.
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import {
   chmodSync,
   existsSync,
@@ -18,7 +20,7 @@ import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { defaultConfig, loadConfig } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
-import { Pseudonymizer, clientIdentity } from '../src/identity.js';
+import { PSEUDONYM_BYTES, Pseudonymizer, addressIdentity, clientIdentity } from '../src/identity.js';
 import { serve } from '../src/server.js';
 import { DATABASE_FILE } from '../src/store/sqlite.js';
 import { runRefusal } from './support/instances.js';
@@ -149,5 +151,71 @@ describe('identity secret', () => {
       process.umask(previous);
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('pseudonyms', () => {
+  // What every stored pseudonym was made with: they cannot be migrated, so the faster Pseudonymizer must match it.
+  const reference = (secret: string | Buffer, identity: string): string =>
+    createHmac('sha256', typeof secret === 'string' ? Buffer.from(secret, 'utf8') : secret)
+      .update(identity)
+      .digest()
+      .subarray(0, PSEUDONYM_BYTES)
+      .toString('latin1');
+
+  let seed = 11;
+  const random = (below: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return Math.floor((seed / 2147483648) * below);
+  };
+  // ASCII, Latin-1, other scripts, astral characters (surrogate pairs), lone surrogates (U+FFFD in UTF-8).
+  const alphabet = [...'aZ7-:~éßжα中한€', '\u{1F600}', '\u{10FFFF}', '\uD800', '\uDFFF'];
+  const randomText = (length: number): string =>
+    Array.from({ length }, () => alphabet[random(alphabet.length)]).join('');
+  const secrets: (string | Buffer)[] = [
+    's'.repeat(32),
+    'a0b1c2d3'.repeat(8), // 64 bytes: one SHA-256 block, used as is
+    'k'.repeat(65), // longer than a block: HMAC hashes it first
+    'x'.repeat(200),
+    'clé secrète – ключ – 秘密の鍵 \u{1F511}'.repeat(3), // bytes, not characters, decide the block
+    Buffer.from(Array.from({ length: 48 }, (_, n) => (n * 37) % 256)),
+    Buffer.alloc(100, 0xff),
+  ];
+
+  it('are the bytes createHmac makes, for random ids, unicode ids, every length around a block, and long ids', () => {
+    const identities: string[] = [clientIdentity(''), addressIdentity('192.0.2.1'), addressIdentity('2001:db8::1')];
+    // Every UTF-8 length from 0 to 200 bytes crosses the padding boundaries (55, 56, 64 bytes and their multiples).
+    for (let length = 0; length <= 200; length++) identities.push('b'.repeat(length));
+    for (let n = 0; n < 1500; n++) identities.push(clientIdentity(randomText(1 + random(128))));
+    // As long as the kept buffer the Pseudonymizer encodes into (512 units, 3 bytes each), and longer.
+    identities.push(
+      clientIdentity('中'.repeat(509)),
+      clientIdentity('é'.repeat(600)),
+      clientIdentity(randomText(2000)),
+    );
+    for (const secret of secrets) {
+      const pseudonymizer = new Pseudonymizer(secret);
+      for (const identity of identities) {
+        const made = pseudonymizer.pseudonym(identity);
+        assert.equal(made.length, PSEUDONYM_BYTES);
+        assert.equal(
+          made,
+          reference(secret, identity),
+          `secret of ${secret.length}, identity ${JSON.stringify(identity)}`,
+        );
+      }
+    }
+  });
+
+  it('do not carry state from one call, or one secret, to the next', () => {
+    const first = new Pseudonymizer(secrets[0] as string);
+    const second = new Pseudonymizer(secrets[2] as string);
+    const long = clientIdentity('q'.repeat(120));
+    for (let n = 0; n < 3; n++) {
+      assert.equal(first.pseudonym(long), reference(secrets[0] as string, long));
+      assert.equal(second.pseudonym('id:'), reference(secrets[2] as string, 'id:'));
+      assert.equal(first.pseudonym('id:'), reference(secrets[0] as string, 'id:'));
+    }
+    assert.notEqual(first.pseudonym('id:alice'), second.pseudonym('id:alice'));
   });
 });
