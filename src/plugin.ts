@@ -99,6 +99,7 @@ export async function installService(app: FastifyInstance, deps: AppDeps, notFou
   const { config, store, metrics } = deps;
   app.setValidatorCompiler(validatorCompiler);
   app.decorateRequest('caller', null);
+  app.decorateRequest('clientAddress', null);
   app.addSchema(ErrorBody);
   app.addSchema(Peak);
   installBodyParser(app);

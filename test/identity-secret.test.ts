@@ -20,7 +20,15 @@ import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { defaultConfig, loadConfig } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
-import { PSEUDONYM_BYTES, Pseudonymizer, addressIdentity, clientIdentity } from '../src/identity.js';
+import {
+  PSEUDONYM_BYTES,
+  Pseudonymizer,
+  addressIdentity,
+  addressKey,
+  canonicalAddress,
+  clientIdentity,
+  parseClientAddress,
+} from '../src/identity.js';
 import { serve } from '../src/server.js';
 import { DATABASE_FILE } from '../src/store/sqlite.js';
 import { runRefusal } from './support/instances.js';
@@ -217,5 +225,29 @@ describe('pseudonyms', () => {
       assert.equal(first.pseudonym('id:'), reference(secrets[0] as string, 'id:'));
     }
     assert.notEqual(first.pseudonym('id:alice'), second.pseudonym('id:alice'));
+  });
+});
+
+describe('client addresses', () => {
+  it('one parse says what canonicalAddress() and addressKey() of its canonical text say', () => {
+    const texts = [
+      '192.0.2.1',
+      '::ffff:192.0.2.1',
+      '::ffff:c000:201',
+      '2001:db8::1',
+      '2001:0DB8:0000:0000:0001:0000:0000:0001',
+      'fe80::1%eth0',
+      '::1',
+      '::',
+      '0.0.0.0',
+      '3ffe:1900:4545:3:200:f8ff:fe21:67cf',
+    ];
+    for (const text of texts) {
+      const canonical = canonicalAddress(text);
+      assert.ok(canonical !== null, text);
+      assert.deepEqual(parseClientAddress(text), { address: canonical, block: addressKey(canonical) }, text);
+    }
+    for (const text of [undefined, '', 'localhost', '192.0.2.1, 10.0.0.1', '2001:db8::/64', '999.1.1.1'])
+      assert.equal(parseClientAddress(text), null, String(text));
   });
 });

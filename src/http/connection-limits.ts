@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import { BlockList, isIPv6, type Socket } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import type { Config } from '../config.js';
-import { addressKey, canonicalAddress } from '../identity.js';
+import { parseClientAddress } from '../identity.js';
 import type { Metrics } from '../metrics.js';
 
 type Limits = Pick<Config, 'maxConnections' | 'maxConnectionsPerAddress' | 'trustProxy'>;
@@ -25,13 +25,14 @@ export function installConnectionLimits(server: Server, limits: Limits, metrics:
     // Reading the peer here also makes Node keep it for the socket's life, so a request handled after its client
     // reset still has its address (request.ip was undefined then). Gone already (reset during the handshake): nothing
     // to count, Node closes it, and a request on it is refused by the guards (CONNECTION_CLOSED).
-    const address = canonicalAddress(socket.remoteAddress);
-    if (address === null) return;
+    // One parse gives the address and its block (a parse of IPv4-mapped IPv6 costs about 3 µs).
+    const parsed = parseClientAddress(socket.remoteAddress);
+    if (parsed === null) return;
+    const { address, block: key } = parsed;
     if (proxies.check(address, isIPv6(address) ? 'ipv6' : 'ipv4')) {
       track(socket, metrics, null);
       return;
     }
-    const key = addressKey(address);
     const count = open.get(key) ?? 0;
     if (count >= limits.maxConnectionsPerAddress) {
       metrics.connectionRefused('address_limit');

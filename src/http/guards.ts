@@ -4,7 +4,13 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { LRUCache } from 'lru-cache';
 import type { Config, Rate } from '../config.js';
 import { serviceError } from '../errors.js';
-import { addressBlockIdentity, canonicalAddress, identityOf, type Pseudonymizer } from '../identity.js';
+import {
+  addressIdentity,
+  identityOf,
+  parseClientAddress,
+  type ClientAddress,
+  type Pseudonymizer,
+} from '../identity.js';
 import { gcra, type RateLimiterStore } from '../ratelimit/limiter.js';
 import { limitField, policyField, type AppliedLimit, type Policy } from './ratelimit-headers.js';
 
@@ -20,6 +26,8 @@ export interface Caller {
 declare module 'fastify' {
   interface FastifyRequest {
     caller: Caller | null;
+    /** The caller's address and its block, parsed once for the whole request (ipaddr.js takes 0.6 to 4 µs a parse). */
+    clientAddress: ClientAddress | null;
   }
 }
 
@@ -70,18 +78,19 @@ export function createGuards(
   };
   const authFailures = new LRUCache<string, number>({ max: AUTH_FAILURE_MAX_BLOCKS });
 
-  const addressOf = (request: FastifyRequest): string => {
+  const addressOf = (request: FastifyRequest): ClientAddress => {
+    if (request.clientAddress !== null) return request.clientAddress;
     // Fastify's request.ip is the socket's address, or what a trusted proxy forwarded: undefined once
     // the socket is gone, and any text a proxy sent. Neither may become an identity.
-    const address = request.caller?.address ?? canonicalAddress(request.ip);
-    if (address !== null) return address;
+    const address = parseClientAddress(request.ip);
+    if (address !== null) return (request.clientAddress = address);
     if (request.ip === undefined) throw serviceError('CONNECTION_CLOSED');
     throw serviceError('INVALID_FORWARDED_FOR', JSON.stringify(request.ip));
   };
 
   const callerOf = (request: FastifyRequest, options?: { ignoreBody?: boolean }): Caller => {
     if (request.caller) return request.caller;
-    const address = addressOf(request);
+    const { address } = addressOf(request);
     const body = options?.ignoreBody ? undefined : (request.body as { client_id?: unknown } | undefined | null);
     const fromBody =
       body && typeof body === 'object' && typeof body.client_id === 'string' ? body.client_id : undefined;
@@ -97,11 +106,9 @@ export function createGuards(
    * is the caller's, already made, so the heartbeat of such a client computes one HMAC rather than two.
    */
   const blockPseudonym = (caller: Caller | null, request: FastifyRequest): string => {
-    const address = caller?.address ?? addressOf(request);
-    const block = addressBlockIdentity(address);
-    if (caller !== null && caller.clientId === undefined && block === identityOf(undefined, address))
-      return caller.identity;
-    return pseudonymizer.pseudonym(block);
+    const { address, block } = addressOf(request);
+    if (caller !== null && caller.clientId === undefined && block === address) return caller.identity;
+    return pseudonymizer.pseudonym(addressIdentity(block));
   };
 
   /** The limits that applied go out on every answer, allowed or not, so clients can pace themselves. */
@@ -139,7 +146,7 @@ export function createGuards(
 
   /** The address block's key in `authFailures`: the pseudonym, so no raw address is held. */
   const blockOf = (request: FastifyRequest): string =>
-    pseudonymizer.pseudonym(addressBlockIdentity(addressOf(request)));
+    pseudonymizer.pseudonym(addressIdentity(addressOf(request).block));
 
   return {
     callerOf,
