@@ -52,7 +52,9 @@ describe('disk full', () => {
     const path = join(dir.path, DATABASE_FILE);
     const clock = new ManualClock(T0);
     const config = defaultConfig({ dataDir: dir.path, ingestRateLimit: null, addressRateLimit: null });
-    const store = SqliteStore.open(path, storeOptions(config), clock.nowMs(), { maxDatabaseBytes: 256 * KIB });
+    // Heartbeats go to the journal first: those acknowledged before the first fold fails (up to a fold's worth) wait
+    // there, and are folded once space returns, so the room freed below is larger than a fold.
+    const store = SqliteStore.open(path, storeOptions(config), clock.nowMs(), { maxDatabaseBytes: 8192 * KIB });
     const lines: LogLine[] = [];
     const app = await buildApp({
       config,
@@ -62,9 +64,9 @@ describe('disk full', () => {
       logger: { level: 'warn', stream: { write: (line: string) => lines.push(JSON.parse(line) as LogLine) } },
     });
     try {
-      addBallast(path, 160 * KIB);
+      addBallast(path, 7680 * KIB);
       let filled = false;
-      for (let batch = 0; batch < 200 && !filled; batch++) {
+      for (let batch = 0; batch < 2000 && !filled; batch++) {
         const beats = Array.from({ length: 100 }, (_, n) => ({ identity: `fill-${batch}-${n}`, channel: null }));
         filled = await store.recordHeartbeats(beats, clock.nowMs()).then(
           () => false,

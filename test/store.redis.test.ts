@@ -1,5 +1,8 @@
 // The Store contract, run against the Redis store on a real redis-server this file starts (standalone).
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createCalendar } from '../src/calendar.js';
 import { Pseudonymizer } from '../src/identity.js';
@@ -49,7 +52,8 @@ describe('weekly and monthly actives, SQLite next to Redis', () => {
     };
     const nowMs = Date.UTC(2026, 2, 10, 12);
     const redis = await RedisStore.open({ url: server.url, prefix: 'agree:', shards: 16 }, options);
-    const sqlite = SqliteStore.open(':memory:', options, nowMs);
+    const dir = mkdtempSync(join(tmpdir(), 'online-stats-agree-'));
+    const sqlite = SqliteStore.open(join(dir, 'agree.sqlite'), options, nowMs);
     try {
       const pseudonymizer = new Pseudonymizer('agree-secret-0123456789abcdef0123456789');
       // Eight days, each with its own 41,000 identities: a bias shows in the mean, beyond one set's noise.
@@ -81,6 +85,7 @@ describe('weekly and monthly actives, SQLite next to Redis', () => {
     } finally {
       await redis.close();
       await sqlite.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -2,6 +2,8 @@
 // One job (the Store contract on SQLite); its indexes, sketch and batcher are in their own files.
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { TurnBatcher } from '../batcher.js';
 import { shiftDay } from '../calendar.js';
@@ -11,7 +13,6 @@ import { ActivityIndex } from './activity-index.js';
 import { LRUCache } from 'lru-cache';
 import { HLL_REGISTERS, hllAdd, hllCount, hllMergeInto } from './hll.js';
 import {
-  BatchPeaks,
   ConcurrencyTracker,
   HOUR_BLOB_BYTES,
   HOUR_MS,
@@ -22,11 +23,15 @@ import {
   peakOf,
   bucketsOf,
   pointsOf,
+  readMinutes,
   summariseSlots,
   type HourRow,
   type MinuteFigures,
 } from './concurrency.js';
 import { ChannelIndex, OnlineIndex } from './online-index.js';
+import { FOLDED_KEY, SAVED_KEY, readPosition } from './sqlite/fold.js';
+import type { FoldReply, FoldRequest, FoldWorkerData } from './sqlite/fold-worker.js';
+import { JOURNAL_SUFFIX, Journal, type JournalGroup, type JournalRange, type JournalRecord } from './sqlite/journal.js';
 import { SqliteOutbox } from './sqlite/outbox.js';
 import { SettledWindows } from './window-cache.js';
 import type {
@@ -82,19 +87,27 @@ type Pending =
   | { kind: 'settle'; nowMs: number; done: () => void; fail: (error: Error) => void }
   | { kind: 'work'; run: () => void; nowMs: number; done: () => void; fail: (error: Error) => void };
 
-// What a committed batch changes in memory, applied only after the commit succeeded.
-type Effect =
-  | { kind: 'beat'; identity: string; oldMs: number | null; nowMs: number; channel: string | null }
-  | { kind: 'leave'; identity: string; nowMs: number };
-
-/** What one commit has seen so far: who it brought online or took offline, and each series' highest count. */
-interface FlushContext {
-  written: Map<string, number>;
-  effects: Effect[];
-  peaks: BatchPeaks;
-  /** Online or not after this batch so far, by identity and by channel + '\n' + identity. */
-  online: Map<string, boolean>;
+/**
+ * An identity with heartbeats in the journal that the database's view does not hold yet: what the view says
+ * (`tableMs`), what is true (`currentMs`), and, while a fold that holds its last heartbeat is in flight, what the
+ * view will say once that fold is in (`foldMs`). countActive corrects the view's count of one minute with it.
+ */
+interface Unfolded {
+  tableMs: number | null;
+  currentMs: number;
+  lastSeq: number;
+  foldMs: number | null;
 }
+
+/** How often the aggregates are saved and the journal's new groups handed to the fold, in ms. */
+const SAVE_INTERVAL_MS = 200;
+/** Records written since the last fold request past which the next save does not wait for the interval. */
+const FOLD_EARLY_RECORDS = 16_384;
+/**
+ * Records written and not folded yet, at most: past it heartbeats wait for the fold (backpressure), so a fold slower
+ * than the heartbeats, or failing (a full disk), leaves a bounded backlog to fold: about 5 MB of rows at most.
+ */
+const MAX_UNFOLDED_RECORDS = 65_536;
 
 interface HourRowData {
   hour_ms: number;
@@ -117,13 +130,16 @@ const toBlob = (identity: string): Buffer => Buffer.from(identity, 'latin1');
 const NO_SKETCH = 0;
 
 /**
- * Writes are queued and committed together once per turn of the event loop (group commit): every
- * heartbeat that arrived meanwhile shares one transaction and one fsync, and each is acknowledged
- * only after that commit. Counts come from in-memory indexes rebuilt from the database at start.
+ * Heartbeats and leaves queued in one turn of the event loop go to the journal as one group, acknowledged once an
+ * fdatasync on libuv's pool has made it durable; a worker thread folds the journal into the identity tables, and the
+ * aggregates (daily counts, history, peaks) are saved every SAVE_INTERVAL_MS. Counts come from in-memory indexes,
+ * rebuilt at start from the database and the journal's groups not folded yet (docs/storage.md).
  */
 export class SqliteStore implements Store {
   readonly kind = 'sqlite';
   private readonly db: Database.Database;
+  /** A second connection held on a read transaction: the identity tables as of the last fold this store took in. */
+  private readonly view: Database.Database;
   private readonly online: OnlineIndex;
   private readonly channels: ChannelIndex;
   private readonly activity: ActivityIndex;
@@ -132,7 +148,7 @@ export class SqliteStore implements Store {
   /** Latest time seen: times are made monotonic so the online index stays ordered. */
   private lastNowMs = -Infinity;
   private lastHousekeepingMs = -Infinity;
-  /** Why the last commit failed (a full disk, an I/O error), until one succeeds again: readiness reports it. */
+  /** Why the last write failed (a full disk, an I/O error), until one succeeds again: readiness reports it. */
   private commitFailure: Error | null = null;
   private today: DaySketch | null = null;
   private readonly settled = new SettledWindows();
@@ -144,50 +160,66 @@ export class SqliteStore implements Store {
    */
   private readonly finishedSketches = new LRUCache<string, Uint8Array | typeof NO_SKETCH>({ max: 64 });
   private readonly statements;
+  private readonly viewStatements;
   private readonly history = new ConcurrencyTracker();
-  /** Minutes completed but not saved yet (a failed commit keeps them for the next). */
+  /** Minutes completed but not saved yet (a failed save keeps them for the next). */
   private unsavedMinutes: { key: string; minute: MinuteFigures }[] = [];
-  /** The newest hour's minute slots of each series as saved, so a commit that raises a minute reads no row. */
+  /** The newest hour's minute slots of each series as saved, so a save that raises a minute reads no row. */
   private readonly hourBlobs = new Map<string, { hourMs: number; blob: Buffer }>();
   private lastHistoryPruneMs = -Infinity;
   readonly outbox: SqliteOutbox;
   private observer: CountObserver | null = null;
   /** What the observer raised that is not saved yet: saved before the heartbeats that raised it are acknowledged. */
   private observed: { entries: OutboxEntry[]; state: string | null } = { entries: [], state: null };
-  /** Called after each commit with its size and duration (metrics). */
+  /** Called after each group is durable with its size and the time from its write to its acknowledgement (metrics). */
   onCommit: ((heartbeats: number, durationMs: number) => void) | null = null;
+
+  private readonly journal: Journal;
+  private worker: Worker | null = null;
+  /** The last group folded into the tables (and taken in by the view), and the last one the saved aggregates count. */
+  private foldedSeq: number;
+  private savedSeq: number;
+  /** The last group of the fold in flight (null: none). */
+  private foldingSeq: number | null = null;
+  /** Groups written and not yet handed to the fold, oldest first, and their records. */
+  private toFold: JournalGroup[] = [];
+  private recordsToFold = 0;
+  private readonly unfolded = new Map<string, Unfolded>();
+  /** Unfolded identities by the minute of `tableMs` and of `currentMs`: the corrections countActive needs. */
+  private readonly unfoldedByTableMinute = new Map<number, Set<Unfolded>>();
+  private readonly unfoldedByCurrentMinute = new Map<number, Set<Unfolded>>();
+  /** Sketches of days that ended since the last save. */
+  private readonly unsavedSketches = new Map<string, Buffer>();
+  /** Daily actives and new identities counted since the last save. */
+  private unsavedDays = new Map<string, { active: number; new: number }>();
+  /** Those of a save in progress (counted until it commits). */
+  private savingDays = new Map<string, { active: number; new: number }>();
+  /** Each series' all-time peak and running minute as saved, so a save writes only what rose since. */
+  private readonly savedPeaks = new Map<string, number>();
+  private readonly savedRunning = new Map<string, { startMs: number; max: number }>();
+  /** Batches waiting for the journal's other segment to be folded (a fold slower than the heartbeats, for a while). */
+  private stalled: Pending[] = [];
+  private readonly saveTimer: NodeJS.Timeout;
+  private saving: Promise<void> | null = null;
+  private foldWaiters: (() => void)[] = [];
 
   private constructor(
     db: Database.Database,
+    private readonly path: string,
     private readonly options: StoreOptions,
     nowMs: number,
+    private readonly maxPageCount: number | null,
   ) {
     this.db = db;
     this.online = new OnlineIndex(options.heartbeatTimeoutMs);
     this.channels = new ChannelIndex(options.heartbeatTimeoutMs, options.maxChannels);
     this.activity = new ActivityIndex(options.maxDays);
     this.statements = {
-      lastSeen: db.prepare<[Buffer], { last_seen_ms: number }>('SELECT last_seen_ms FROM identities WHERE id = ?'),
-      upsertIdentity: db.prepare<[Buffer, number, number]>(
-        'INSERT INTO identities (id, first_seen_ms, last_seen_ms) VALUES (?, ?, ?) ' +
-          'ON CONFLICT (id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms, left_ms = NULL',
-      ),
-      upsertPresence: db.prepare<[Buffer, string, number]>(
-        'INSERT INTO channel_presence (id, channel, last_seen_ms) VALUES (?, ?, ?) ' +
-          'ON CONFLICT (id, channel) DO UPDATE SET last_seen_ms = excluded.last_seen_ms',
-      ),
-      leave: db.prepare<[number, Buffer]>('UPDATE identities SET left_ms = ? WHERE id = ?'),
-      leaveChannels: db.prepare<[Buffer]>('DELETE FROM channel_presence WHERE id = ?'),
-      pruneChannels: db.prepare<[number]>('DELETE FROM channel_presence WHERE last_seen_ms < ?'),
-      countSeenBetween: db
-        .prepare<[number, number], number>(
-          'SELECT COUNT(*) FROM identities WHERE last_seen_ms >= ? AND last_seen_ms < ?',
-        )
-        .pluck(),
       addDay: db.prepare<[string, number, number]>(
         'INSERT INTO daily_activity (day, active, new) VALUES (?, ?, ?) ' +
           'ON CONFLICT (day) DO UPDATE SET active = active + excluded.active, new = new + excluded.new',
       ),
+      pruneChannels: db.prepare<[number]>('DELETE FROM channel_presence WHERE last_seen_ms < ?'),
       saveSketch: db.prepare<[string, Buffer]>(
         'INSERT INTO day_sketches (day, sketch) VALUES (?, ?) ON CONFLICT (day) DO UPDATE SET sketch = excluded.sketch',
       ),
@@ -217,6 +249,9 @@ export class SqliteStore implements Store {
         'UPDATE concurrency_hours SET minutes = NULL WHERE hour_ms < ? AND minutes IS NOT NULL',
       ),
       dropHours: db.prepare<[number]>('DELETE FROM concurrency_hours WHERE hour_ms < ?'),
+      position: db.prepare<[string, string]>(
+        'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+      ),
       probe: db.prepare<[number]>("INSERT OR REPLACE INTO meta (key, value) VALUES ('write-probe', zeroblob(?))"),
       unprobe: db.prepare("DELETE FROM meta WHERE key = 'write-probe'"),
     };
@@ -225,8 +260,100 @@ export class SqliteStore implements Store {
       options.outboxMax ?? DEFAULT_OUTBOX_MAX,
       (run) => new Promise((done, fail) => this.enqueue({ kind: 'work', run, nowMs: -Infinity, done, fail })),
     );
+    this.foldedSeq = readPosition(db, FOLDED_KEY);
+    this.savedSeq = Math.max(readPosition(db, SAVED_KEY), this.foldedSeq);
+    const { journal, unfolded } = Journal.open(journalPath(path), this.foldedSeq);
+    this.journal = journal;
+    this.view = new Database(path);
+    this.view.pragma('busy_timeout = 5000');
+    this.viewStatements = {
+      lastSeen: this.view.prepare<[Buffer], number>('SELECT last_seen_ms FROM identities WHERE id = ?').pluck(),
+      countSeenBetween: this.view
+        .prepare<[number, number], number>(
+          'SELECT COUNT(*) FROM identities WHERE last_seen_ms >= ? AND last_seen_ms < ?',
+        )
+        .pluck(),
+    };
+    this.pinView();
+    this.replay(nowMs, unfolded);
+    try {
+      this.probe();
+    } catch (error) {
+      // A database already past its room (a full disk): heartbeats are refused from the first, and readiness says why.
+      this.commitFailure = error as Error;
+    }
+    this.saveTimer = setInterval(() => void this.save(), SAVE_INTERVAL_MS);
+    this.saveTimer.unref();
+    void this.save();
+  }
+
+  /** Holds the view on the tables as they are now: it moves only when this store takes in a fold. */
+  private pinView(): void {
+    if (this.view.inTransaction) this.view.exec('COMMIT');
+    this.view.exec('BEGIN');
+    this.viewStatements.countSeenBetween.get(0, 0);
+  }
+
+  /**
+   * The indexes from the tables, then the journal's groups not folded yet, in order; the history goes on from the
+   * counts as they are then. Of the groups the saved aggregates do not count yet, the daily counts are counted again,
+   * and the highest count each series reached is saved as its all-time peak and in its minute, as the running save
+   * would have: a crash loses neither.
+   */
+  private replay(nowMs: number, groups: readonly JournalGroup[]): void {
     this.rebuild(nowMs);
-    this.startHistory(nowMs);
+    this.lastNowMs = -Infinity;
+    const highs = new Map<string, { online: number; atMs: number }>();
+    const raise = (key: string, online: number, atMs: number) => {
+      if (online > (highs.get(key)?.online ?? 0)) highs.set(key, { online, atMs });
+    };
+    for (const group of groups) {
+      const counted = group.seq > this.savedSeq;
+      for (const record of group.records) {
+        const atMs = Math.max(record.atMs, this.lastNowMs);
+        this.lastNowMs = atMs;
+        if (record.kind === 'leave') {
+          this.applyLeave(record.identity, atMs);
+          continue;
+        }
+        const channel = this.applyBeat(record.identity, record.channel, atMs, group.seq, counted);
+        if (!counted) continue;
+        raise(TOTAL, this.online.count(atMs), atMs);
+        if (channel !== null) raise(channel, this.channels.count(channel, atMs), atMs);
+      }
+    }
+    this.lastNowMs = Math.max(nowMs, this.lastNowMs);
+    this.startHistory(this.lastNowMs);
+    this.db.transaction(() => {
+      for (const [key, high] of highs) {
+        if (high.online > this.history.allTimePeak(key).online) {
+          this.history.loadPeak(key, high);
+          this.statements.savePeak.run(key, high.online, high.atMs);
+          this.savedPeaks.set(key, high.online);
+        }
+        this.raiseMinute(key, high.online, high.atMs);
+      }
+    })();
+    this.toFold = [...groups];
+    this.recordsToFold = groups.reduce((sum, group) => sum + group.records.length, 0);
+  }
+
+  /** Raises the saved highest count of the minute holding `atMs` to `online`, keeping the rest of what it holds. */
+  private raiseMinute(key: string, online: number, atMs: number): void {
+    const startMs = floorTo(atMs, MINUTE_MS);
+    const hourMs = floorTo(startMs, HOUR_MS);
+    const row = this.statements.hourRow.get(key, hourMs);
+    const saved = row?.minutes
+      ? readMinutes(row.minutes, hourMs).find((minute) => minute.startMs === startMs)
+      : undefined;
+    if (saved !== undefined && saved.max >= online) return;
+    this.saveMinute(key, {
+      startMs,
+      max: online,
+      maxAtMs: atMs,
+      min: saved?.min ?? (atMs === startMs ? online : 0),
+      mean: saved?.mean ?? 0,
+    });
   }
 
   /**
@@ -237,7 +364,10 @@ export class SqliteStore implements Store {
     const peaks = this.db.prepare<[], { channel: string; online: number; at_ms: number }>(
       'SELECT channel, online, at_ms FROM concurrency_peaks',
     );
-    for (const row of peaks.iterate()) this.history.loadPeak(row.channel, { online: row.online, atMs: row.at_ms });
+    for (const row of peaks.iterate()) {
+      this.history.loadPeak(row.channel, { online: row.online, atMs: row.at_ms });
+      this.savedPeaks.set(row.channel, row.online);
+    }
     this.history.start(TOTAL, nowMs, this.online.count(nowMs));
     for (const [channel, count] of this.channels.counts(nowMs)) this.history.start(channel, nowMs, count);
     this.online.onChange = (atMs, count) => {
@@ -286,45 +416,50 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Opens (creating if need be) the database at `path` and rebuilds the in-memory indexes.
+   * Opens (creating if need be) the database at `path` (a file: the journal and the fold's thread stand beside it)
+   * and rebuilds the in-memory indexes.
    * `secretFingerprint`: of the identity secret in use. The first open records it; a later open
    * under another secret is refused (ConfigError), since every known user would count again as new.
    */
   static open(path: string, options: StoreOptions, nowMs: number, files: SqliteFileOptions = {}): SqliteStore {
     let db: Database.Database;
     try {
-      if (path !== ':memory:') {
-        mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-        refuseEmpty(path);
-      }
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      refuseEmpty(path);
       db = new Database(path);
     } catch (error) {
       throw DataDirError.from(path, error);
     }
     try {
-      if (path !== ':memory:') restrictToOwner(path);
-      // FULL: the WAL is fsynced at every commit, so an acknowledged heartbeat survives power loss too.
-      db.pragma('synchronous = FULL');
+      restrictToOwner(path);
+      // NORMAL: this connection's saves are not fsynced on the event loop. What they hold is in the journal until the
+      // fold's next commit (FULL) makes them durable with it, so a power loss loses none of it; the outbox's writes,
+      // which the journal does not hold, are made FULL one by one (see flush).
+      db.pragma('synchronous = NORMAL');
       db.pragma('busy_timeout = 5000');
       // Negative: in KiB rather than pages.
       if (files.cacheBytes !== undefined) db.pragma(`cache_size = -${Math.ceil(files.cacheBytes / 1024)}`);
       db.exec(SCHEMA);
       moveSketches(db);
+      // Checkpoints run on the fold's thread, after its commits, never on the event loop.
+      db.pragma('wal_autocheckpoint = 0');
+      let maxPageCount: number | null = null;
       if (files.maxDatabaseBytes !== undefined && files.maxDatabaseBytes !== null) {
         const pageBytes = db.pragma('page_size', { simple: true }) as number;
         // Past it SQLite answers SQLITE_FULL, as a full disk does; it never goes below the current size.
-        db.pragma(`max_page_count = ${Math.max(1, Math.floor(files.maxDatabaseBytes / pageBytes))}`);
+        maxPageCount = Math.max(1, Math.floor(files.maxDatabaseBytes / pageBytes));
+        db.pragma(`max_page_count = ${maxPageCount}`);
       }
       if (files.secretFingerprint !== undefined) checkSecret(db, path, files.secretFingerprint);
-      return new SqliteStore(db, options, nowMs);
+      return new SqliteStore(db, path, options, nowMs, maxPageCount);
     } catch (error) {
       db.close();
       throw DataDirError.from(path, error);
     }
   }
 
+  /** The indexes as the tables have them. */
   private rebuild(nowMs: number): void {
-    this.lastNowMs = nowMs;
     const cutoffMs = nowMs - this.options.heartbeatTimeoutMs;
     const online = this.db.prepare<[number], { id: Buffer; last_seen_ms: number }>(
       'SELECT id, last_seen_ms FROM identities WHERE last_seen_ms >= ? AND left_ms IS NULL ORDER BY last_seen_ms',
@@ -371,79 +506,360 @@ export class SqliteStore implements Store {
     this.writes.add(pending);
   }
 
-  /** Commits everything queued in one transaction, then updates memory and acknowledges. */
+  /**
+   * Applies the batch to the indexes, writes its heartbeats and leaves to the journal as one group, runs its other
+   * writes (the outbox's) in one transaction, and acknowledges once the group is durable.
+   */
   private flush(batch: readonly Pending[]): void {
-    const startedMs = performance.now();
-    const context: FlushContext = { written: new Map(), effects: [], peaks: new BatchPeaks(), online: new Map() };
-    const { effects } = context;
-    const outcomes: RecordOutcome[] = [];
-    let heartbeats = 0;
-    let minutes: { key: string; minute: MinuteFigures }[] = [];
-    try {
-      this.db.transaction(() => {
-        for (const pending of batch) {
-          const nowMs = Math.max(pending.nowMs, this.lastNowMs);
-          if (pending.kind === 'beats') {
-            outcomes.push(this.writeBeats(pending.beats, nowMs, context));
-            heartbeats += pending.beats.length;
-          } else if (pending.kind === 'leaves') this.writeLeaves(pending.identities, nowMs, context);
-          else if (pending.kind === 'work') pending.run();
-          else this.advanceHistory(nowMs);
-        }
-        this.writeObserved(this.lastNowMs);
-        const latestMs = Math.max(this.lastNowMs, ...batch.map((p) => p.nowMs));
-        this.housekeeping(latestMs);
-        minutes = [...this.unsavedMinutes, ...this.history.takeCompleted()];
-        this.writeHistory(context.peaks, minutes, latestMs);
-      })();
-      this.unsavedMinutes = [];
-      this.savedObserved();
-    } catch (error) {
-      // The cached hours took this commit's minutes, which were rolled back.
-      this.hourBlobs.clear();
-      // Kept for the next commit, but not without bound while commits fail (a full disk): the newest are kept.
-      this.unsavedMinutes = minutes.slice(-MAX_UNSAVED_MINUTES);
-      if (this.today) this.today.dirty = true;
-      this.commitFailure = error as Error;
-      const failure = new StoreUnavailableError((error as Error).message, { cause: error });
-      for (const pending of batch) pending.fail(failure);
+    if (this.stalled.length > 0 || !this.journalHasRoom(batch)) {
+      this.stalled.push(...batch);
       return;
     }
-    if (this.commitFailure) this.recovered();
-    this.apply(effects);
-    // Events the batch raised are durable before its heartbeats are acknowledged; a state alone waits for the next
-    // commit (restore() reconciles whatever a crash lost of it).
-    if (this.takeObserved() && this.observed.entries.length > 0) {
-      try {
-        this.db.transaction(() => this.writeObserved(this.lastNowMs))();
-        this.savedObserved();
-      } catch {
-        // Kept for the next commit (the disk is full: readiness says so already).
-      }
-    }
-    this.onCommit?.(heartbeats, performance.now() - startedMs);
-    let outcome = 0;
+    const startedMs = performance.now();
+    const seq = this.journal.nextSeq;
+    const records: JournalRecord[] = [];
+    const outcomes: RecordOutcome[] = [];
+    const works: Pending[] = [];
+    const refused: Pending[] = [];
+    let heartbeats = 0;
     for (const pending of batch) {
-      if (pending.kind === 'beats') pending.done(outcomes[outcome++] as RecordOutcome);
-      else pending.done();
+      const nowMs = Math.max(pending.nowMs, this.lastNowMs);
+      if (pending.kind === 'beats' || pending.kind === 'leaves') {
+        // The journal would take them, but they could not be folded: refused until a write succeeds again.
+        if (this.commitFailure !== null) {
+          refused.push(pending);
+          continue;
+        }
+        if (pending.kind === 'beats') {
+          outcomes.push(this.recordBeats(pending.beats, nowMs, seq, records));
+          heartbeats += pending.beats.length;
+        } else
+          for (const identity of pending.identities) {
+            this.applyLeave(identity, nowMs);
+            records.push({ kind: 'leave', identity, atMs: nowMs });
+          }
+        this.lastNowMs = nowMs;
+      } else if (pending.kind === 'work') works.push(pending);
+      else this.advanceHistory(nowMs);
     }
+    if (refused.length > 0) {
+      const failure = new StoreUnavailableError((this.commitFailure as Error).message, { cause: this.commitFailure });
+      for (const pending of refused) pending.fail(failure);
+    }
+    const refusedSet = new Set(refused);
+    const accepted = refused.length === 0 ? batch : batch.filter((pending) => !refusedSet.has(pending));
+    try {
+      if (records.length > 0) {
+        this.toFold.push(this.journal.append(records, this.foldedSeq) as JournalGroup);
+        this.recordsToFold += records.length;
+        // A fold of many is cheaper per identity, but one of too many holds the journal (and a failure shows late).
+        if (this.recordsToFold >= FOLD_EARLY_RECORDS) void this.save();
+      }
+      // The outbox's writes, and the events this batch raised: durable before the heartbeats are acknowledged.
+      const observed = this.takeObserved() && this.observed.entries.length > 0;
+      if (works.length > 0 || observed) {
+        this.db.pragma('synchronous = FULL');
+        try {
+          this.db.transaction(() => {
+            for (const work of works) if (work.kind === 'work') work.run();
+            this.writeObserved(this.lastNowMs);
+          })();
+        } finally {
+          this.db.pragma('synchronous = NORMAL');
+        }
+      }
+      this.savedObserved();
+    } catch (error) {
+      this.commitFailure = error as Error;
+      const failure = new StoreUnavailableError((error as Error).message, { cause: error });
+      for (const pending of accepted) pending.fail(failure);
+      return;
+    }
+    const acknowledge = () => {
+      this.onCommit?.(heartbeats, performance.now() - startedMs);
+      let outcome = 0;
+      for (const pending of accepted) {
+        if (pending.kind === 'beats') pending.done(outcomes[outcome++] as RecordOutcome);
+        else pending.done();
+      }
+    };
+    if (records.length === 0) acknowledge();
+    else
+      this.journal.sync().then(acknowledge, (error: unknown) => {
+        this.commitFailure = error as Error;
+        const failure = new StoreUnavailableError((error as Error).message, { cause: error });
+        for (const pending of accepted) pending.fail(failure);
+      });
   }
 
-  private writeLeaves(identities: readonly string[], nowMs: number, context: FlushContext): void {
-    for (const identity of identities) {
-      const blob = toBlob(identity);
-      this.statements.leave.run(nowMs, blob);
-      this.statements.leaveChannels.run(blob);
-      context.effects.push({ kind: 'leave', identity, nowMs });
-      if (context.online.get(identity) ?? this.online.lastSeen(identity, nowMs) !== undefined)
-        context.peaks.step(TOTAL, -1, nowMs, () => this.online.count(nowMs));
-      context.online.set(identity, false);
-      for (const channel of this.channels.channelsOf(identity, nowMs)) {
-        const key = `${channel}\n${identity}`;
-        if (context.online.get(key) ?? true)
-          context.peaks.step(channel, -1, nowMs, () => this.channels.count(channel, nowMs));
-        context.online.set(key, false);
+  /** Whether the batch's group fits in the journal now (an upper bound of its size), and in the backlog's bound. */
+  private journalHasRoom(batch: readonly Pending[]): boolean {
+    if (this.recordsToFold + this.recordsFolding >= MAX_UNFOLDED_RECORDS && this.commitFailure === null) return false;
+    let bytes = 128;
+    for (const pending of batch)
+      if (pending.kind === 'beats')
+        for (const beat of pending.beats)
+          bytes += 16 + beat.identity.length + (beat.channel === null ? 0 : Buffer.byteLength(beat.channel));
+      else if (pending.kind === 'leaves') for (const identity of pending.identities) bytes += 16 + identity.length;
+    return this.journal.hasRoom(bytes, this.foldedSeq);
+  }
+
+  /** The batch's heartbeats into the indexes and the group's records; what the caller is told. */
+  private recordBeats(
+    beats: readonly HeartbeatRecord[],
+    nowMs: number,
+    seq: number,
+    records: JournalRecord[],
+  ): RecordOutcome {
+    let channelsRefused = 0;
+    for (const { identity, channel } of beats) {
+      const tracked = this.applyBeat(identity, channel, nowMs, seq, true);
+      if (channel !== null && tracked === null) channelsRefused++;
+      records.push({ kind: 'beat', identity, atMs: nowMs, channel: tracked });
+    }
+    return { channelsRefused };
+  }
+
+  /**
+   * One heartbeat into the indexes (and, `counted`, into today's actives): its channel if tracked (null: none, or
+   * refused past maxChannels).
+   */
+  private applyBeat(
+    identity: string,
+    channel: string | null,
+    nowMs: number,
+    seq: number,
+    counted: boolean,
+  ): string | null {
+    const entry = this.unfolded.get(identity);
+    const oldMs =
+      entry?.currentMs ??
+      this.online.lastSeen(identity, nowMs) ??
+      this.viewStatements.lastSeen.get(toBlob(identity)) ??
+      null;
+    const { key: dayKey, startMs: dayStartMs } = this.options.calendar.dayOf(nowMs);
+    this.rollDay(dayKey);
+    if (oldMs === null || oldMs < dayStartMs) {
+      const sketch = this.today as DaySketch;
+      if (hllAdd(sketch.registers, identity)) sketch.dirty = true;
+      if (counted) {
+        const day = this.unsavedDays.get(dayKey) ?? { active: 0, new: 0 };
+        day.active++;
+        if (oldMs === null) day.new++;
+        this.unsavedDays.set(dayKey, day);
       }
+    }
+    this.activity.move(oldMs, nowMs);
+    this.online.touch(identity, nowMs);
+    let tracked: string | null = null;
+    if (channel !== null && this.channels.canTouch(channel, nowMs)) {
+      this.channels.touch(channel, identity, nowMs);
+      tracked = channel;
+    }
+    this.markUnfolded(identity, entry, oldMs, nowMs, seq);
+    return tracked;
+  }
+
+  private applyLeave(identity: string, nowMs: number): void {
+    this.online.remove(identity, nowMs);
+    this.channels.removeEverywhere(identity, nowMs);
+  }
+
+  /** Keeps what the view will say of `identity` once its heartbeat at `nowMs` (in group `seq`) is folded. */
+  private markUnfolded(
+    identity: string,
+    entry: Unfolded | undefined,
+    oldMs: number | null,
+    nowMs: number,
+    seq: number,
+  ) {
+    if (entry === undefined) {
+      const created: Unfolded = { tableMs: oldMs, currentMs: nowMs, lastSeq: seq, foldMs: null };
+      this.unfolded.set(identity, created);
+      if (oldMs !== null) indexAdd(this.unfoldedByTableMinute, oldMs, created);
+      indexAdd(this.unfoldedByCurrentMinute, nowMs, created);
+      return;
+    }
+    // The fold in flight holds its last heartbeat: once it is in, the view says that.
+    if (this.foldingSeq !== null && entry.lastSeq <= this.foldingSeq && entry.foldMs === null)
+      entry.foldMs = entry.currentMs;
+    indexDelete(this.unfoldedByCurrentMinute, entry.currentMs, entry);
+    entry.currentMs = nowMs;
+    entry.lastSeq = seq;
+    indexAdd(this.unfoldedByCurrentMinute, nowMs, entry);
+  }
+
+  /**
+   * Every SAVE_INTERVAL_MS, unless a fold is in flight: the aggregates counted since the last save (daily counts, the
+   * history's completed minutes, running minutes and peaks that rose, today's sketch once a minute) in one
+   * transaction with the journal position they count to, then the journal's new groups to the fold. One writer at a
+   * time: the store never writes while the fold does.
+   */
+  private save(): Promise<void> {
+    if (this.saving !== null || this.foldingSeq !== null || this.closed) return this.saving ?? Promise.resolve();
+    this.saving = this.saveNow().finally(() => {
+      this.saving = null;
+    });
+    return this.saving;
+  }
+
+  private async saveNow(): Promise<void> {
+    const throughSeq = this.journal.nextSeq - 1;
+    const nowMs = this.lastNowMs;
+    this.advanceHistory(nowMs);
+    const days = this.unsavedDays;
+    this.unsavedDays = new Map();
+    this.savingDays = days;
+    const minutes = [...this.unsavedMinutes, ...this.history.takeCompleted()];
+    this.unsavedMinutes = [];
+    const peaks: { key: string; online: number; atMs: number }[] = [];
+    for (const [key, peak] of this.history.allTimePeaks())
+      if (peak.atMs !== null && peak.online > (this.savedPeaks.get(key) ?? 0))
+        peaks.push({ key, online: peak.online, atMs: peak.atMs });
+    const running = this.history.running(nowMs).filter(({ key, minute }) => {
+      const saved = this.savedRunning.get(key);
+      return saved === undefined || saved.startMs !== minute.startMs || minute.max > saved.max;
+    });
+    const nothingNew =
+      throughSeq <= this.savedSeq &&
+      days.size === 0 &&
+      minutes.length === 0 &&
+      peaks.length === 0 &&
+      running.length === 0;
+    if (nothingNew && nowMs - this.lastHousekeepingMs < HOUSEKEEPING_INTERVAL_MS) {
+      this.requestFold();
+      return;
+    }
+    // What it counts is durable in the journal first: a crash never leaves counted what the journal lost.
+    if (throughSeq > this.savedSeq) await this.journal.sync().catch(() => {});
+    try {
+      this.db.transaction(() => {
+        for (const [day, counts] of days) this.statements.addDay.run(day, counts.active, counts.new);
+        for (const { key, online, atMs } of peaks) this.statements.savePeak.run(key, online, atMs);
+        for (const { key, minute } of minutes) this.saveMinute(key, minute);
+        for (const { key, minute } of running) this.saveMinute(key, minute);
+        this.housekeeping(nowMs);
+        if (this.unsavedSketches.size > 0) this.saveToday();
+        this.pruneHistory(nowMs);
+        this.statements.position.run(SAVED_KEY, String(Math.max(throughSeq, this.savedSeq)));
+      })();
+    } catch (error) {
+      this.savingDays = new Map();
+      // Kept for the next save; the hours cached took this save's minutes, which were rolled back.
+      this.hourBlobs.clear();
+      this.savedRunning.clear();
+      for (const [day, counts] of days) {
+        const now = this.unsavedDays.get(day) ?? { active: 0, new: 0 };
+        this.unsavedDays.set(day, { active: now.active + counts.active, new: now.new + counts.new });
+      }
+      this.unsavedMinutes = [...minutes, ...this.unsavedMinutes].slice(-MAX_UNSAVED_MINUTES);
+      if (this.today) this.today.dirty = true;
+      this.commitFailure = error as Error;
+      return;
+    }
+    this.savingDays = new Map();
+    this.savedSeq = Math.max(throughSeq, this.savedSeq);
+    for (const { key, online } of peaks) this.savedPeaks.set(key, online);
+    for (const { key, minute } of running) this.savedRunning.set(key, { startMs: minute.startMs, max: minute.max });
+    this.requestFold();
+  }
+
+  /** Hands the groups the saved aggregates count to the fold's thread (one fold in flight at a time). */
+  private requestFold(): void {
+    if (this.foldingSeq !== null || this.toFold.length === 0) return;
+    const groups = this.toFold.filter((group) => group.seq <= this.savedSeq);
+    if (groups.length === 0) return;
+    this.toFold = this.toFold.slice(groups.length);
+    this.recordsToFold = this.toFold.reduce((sum, group) => sum + group.records.length, 0);
+    const ranges: JournalRange[] = [];
+    for (const group of groups) {
+      const last = ranges[ranges.length - 1];
+      if (last !== undefined && last.to === group.offset && last.lastSeq === group.seq - 1) {
+        last.to += group.bytes;
+        last.lastSeq = group.seq;
+      } else
+        ranges.push({ from: group.offset, to: group.offset + group.bytes, firstSeq: group.seq, lastSeq: group.seq });
+    }
+    this.foldingSeq = (groups[groups.length - 1] as JournalGroup).seq;
+    this.folding = groups;
+    this.recordsFolding = groups.reduce((sum, group) => sum + group.records.length, 0);
+    this.foldWorker().postMessage({ type: 'fold', ranges } satisfies FoldRequest);
+  }
+
+  /** The groups of the fold in flight, given back to toFold when it fails. */
+  private folding: JournalGroup[] = [];
+  private recordsFolding = 0;
+
+  private foldWorker(): Worker {
+    if (this.worker !== null) return this.worker;
+    // Compiled, the worker is JavaScript; run from source (tests), the loader the process runs under reads TypeScript.
+    const compiled = new URL('./sqlite/fold-worker.js', import.meta.url);
+    const file = existsSync(fileURLToPath(compiled)) ? compiled : new URL('./sqlite/fold-worker.ts', import.meta.url);
+    const workerData: FoldWorkerData = {
+      databasePath: this.path,
+      journalPath: journalPath(this.path),
+      maxPageCount: this.maxPageCount,
+    };
+    const worker = file.pathname.endsWith('.ts')
+      ? // Hooks a loader registers reach no worker thread in Node 20: the worker registers tsx's itself.
+        new Worker(
+          `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); ` +
+            `return import(${JSON.stringify(file.href)}); });`,
+          { eval: true, workerData },
+        )
+      : new Worker(file, { workerData });
+    worker.unref();
+    worker.on('message', (reply: FoldReply) => this.folded(reply));
+    worker.on('error', (error) => {
+      this.worker = null;
+      this.folded({ type: 'failed', seq: this.foldingSeq ?? -1, message: error.message });
+    });
+    this.worker = worker;
+    return worker;
+  }
+
+  /** The fold's answer: take it in (the view moves on, the journal's segment may be reused), or keep the groups. */
+  private folded(reply: FoldReply): void {
+    if (reply.type === 'closed') return;
+    const groups = this.folding;
+    this.folding = [];
+    this.recordsFolding = 0;
+    this.foldingSeq = null;
+    if (reply.type === 'failed') {
+      this.toFold = [...groups, ...this.toFold];
+      this.recordsToFold += groups.reduce((sum, group) => sum + group.records.length, 0);
+      this.commitFailure = new Error(reply.message);
+    } else {
+      this.foldedSeq = reply.seq;
+      // The save before it and the fold succeeded: writes succeed again.
+      if (this.commitFailure !== null) this.recovered();
+      else if (!this.closed) this.pinView();
+      this.takeInFold(reply.seq);
+      if (this.stalled.length > 0) {
+        const stalled = this.stalled;
+        this.stalled = [];
+        this.flush(stalled);
+      }
+    }
+    const waiters = this.foldWaiters;
+    this.foldWaiters = [];
+    for (const waiter of waiters) waiter();
+  }
+
+  /** The view now holds every group through `seq`: identities with nothing later leave the unfolded set. */
+  private takeInFold(seq: number): void {
+    for (const [identity, entry] of this.unfolded) {
+      if (entry.tableMs !== null) indexDelete(this.unfoldedByTableMinute, entry.tableMs, entry);
+      if (entry.lastSeq <= seq) {
+        indexDelete(this.unfoldedByCurrentMinute, entry.currentMs, entry);
+        this.unfolded.delete(identity);
+        continue;
+      }
+      if (entry.foldMs !== null) {
+        entry.tableMs = entry.foldMs;
+        entry.foldMs = null;
+      }
+      if (entry.tableMs !== null) indexAdd(this.unfoldedByTableMinute, entry.tableMs, entry);
     }
   }
 
@@ -453,37 +869,6 @@ export class SqliteStore implements Store {
     this.channels.expire(nowMs);
     this.history.advance(nowMs);
     this.observer?.advance(nowMs);
-  }
-
-  /**
-   * In the commit's transaction: each all-time peak the batch raised, the running minute of each series whose highest
-   * count the batch raised (so that today's peak too survives a crash), and the completed minutes.
-   */
-  private writeHistory(
-    peaks: BatchPeaks,
-    minutes: readonly { key: string; minute: MinuteFigures }[],
-    nowMs: number,
-  ): void {
-    for (const [key, high] of peaks.highs) {
-      if (high.online > this.history.allTimePeak(key).online) this.statements.savePeak.run(key, high.online, high.atMs);
-      const running = this.history.current(key, high.atMs);
-      if (running !== null && high.online <= running.max) continue;
-      const startMs = floorTo(high.atMs, MINUTE_MS);
-      this.saveMinute(key, {
-        startMs,
-        max: high.online,
-        maxAtMs: high.atMs,
-        // As far as the minute went before this batch (nobody online on it: 0); the completed minute replaces both.
-        min: running?.startMs === startMs ? running.min : high.atMs === startMs ? high.online : 0,
-        mean: running?.startMs === startMs ? running.mean : 0,
-      });
-    }
-    for (const { key, minute } of minutes) this.saveMinute(key, minute);
-    if (nowMs - this.lastHistoryPruneMs >= HOUSEKEEPING_INTERVAL_MS) {
-      this.lastHistoryPruneMs = nowMs;
-      this.statements.dropMinutes.run(floorTo(nowMs - this.options.historyMinuteDays * 86_400_000, HOUR_MS));
-      this.statements.dropHours.run(floorTo(nowMs - this.options.maxDays * 86_400_000, HOUR_MS));
-    }
   }
 
   /** Merges a minute into its hour's row; a minute older than the minutes kept is not saved. */
@@ -516,53 +901,19 @@ export class SqliteStore implements Store {
     );
   }
 
-  private writeBeats(beats: readonly HeartbeatRecord[], nowMs: number, context: FlushContext): RecordOutcome {
-    const { written, effects, peaks, online } = context;
-    const { key: dayKey, startMs: dayStartMs } = this.options.calendar.dayOf(nowMs);
-    this.rollDay(dayKey);
-    const sketch = this.today as DaySketch;
-    let channelsRefused = 0;
-    let active = 0;
-    let fresh = 0;
-    for (const { identity, channel } of beats) {
-      const blob = toBlob(identity);
-      const onlineSinceMs = this.online.lastSeen(identity, nowMs);
-      const oldMs = written.get(identity) ?? onlineSinceMs ?? this.statements.lastSeen.get(blob)?.last_seen_ms ?? null;
-      if (!(online.get(identity) ?? onlineSinceMs !== undefined)) {
-        peaks.step(TOTAL, 1, nowMs, () => this.online.count(nowMs));
-        online.set(identity, true);
-      }
-      this.statements.upsertIdentity.run(blob, nowMs, nowMs);
-      written.set(identity, nowMs);
-      if (oldMs === null || oldMs < dayStartMs) {
-        active++;
-        if (oldMs === null) fresh++;
-        if (hllAdd(sketch.registers, identity)) sketch.dirty = true;
-      }
-      let tracked: string | null = null;
-      if (channel !== null) {
-        if (this.channels.canTouch(channel, nowMs)) {
-          this.statements.upsertPresence.run(blob, channel, nowMs);
-          tracked = channel;
-          const key = `${channel}\n${identity}`;
-          if (!(online.get(key) ?? this.channels.lastSeen(channel, identity, nowMs) !== undefined)) {
-            peaks.step(channel, 1, nowMs, () => this.channels.count(channel, nowMs));
-            online.set(key, true);
-          }
-        } else channelsRefused++;
-      }
-      effects.push({ kind: 'beat', identity, oldMs, nowMs, channel: tracked });
-    }
-    if (active > 0) this.statements.addDay.run(dayKey, active, fresh);
-    this.lastNowMs = nowMs;
-    return { channelsRefused };
-  }
-
-  /** A new day began: save the finished day's sketch and start an empty one. */
+  /** A new day began: the finished day's sketch waits for the next save, and an empty one starts. */
   private rollDay(dayKey: string): void {
     if (this.today?.day === dayKey) return;
-    if (this.today) this.statements.saveSketch.run(this.today.day, Buffer.from(this.today.registers));
+    if (this.today) this.unsavedSketches.set(this.today.day, Buffer.from(this.today.registers));
     this.today = { day: dayKey, registers: new Uint8Array(HLL_REGISTERS), dirty: false };
+  }
+
+  /** Drops the minutes and the hours past what is kept, once per housekeeping interval. */
+  private pruneHistory(nowMs: number): void {
+    if (nowMs - this.lastHistoryPruneMs < HOUSEKEEPING_INTERVAL_MS) return;
+    this.lastHistoryPruneMs = nowMs;
+    this.statements.dropMinutes.run(floorTo(nowMs - this.options.historyMinuteDays * 86_400_000, HOUR_MS));
+    this.statements.dropHours.run(floorTo(nowMs - this.options.maxDays * 86_400_000, HOUR_MS));
   }
 
   private housekeeping(nowMs: number): void {
@@ -573,22 +924,11 @@ export class SqliteStore implements Store {
   }
 
   private saveToday(): void {
+    for (const [day, sketch] of this.unsavedSketches) this.statements.saveSketch.run(day, sketch);
+    this.unsavedSketches.clear();
     if (!this.today?.dirty) return;
     this.statements.saveSketch.run(this.today.day, Buffer.from(this.today.registers));
     this.today.dirty = false;
-  }
-
-  private apply(effects: readonly Effect[]): void {
-    for (const effect of effects) {
-      if (effect.kind === 'beat') {
-        this.activity.move(effect.oldMs, effect.nowMs);
-        this.online.touch(effect.identity, effect.nowMs);
-        if (effect.channel !== null) this.channels.touch(effect.channel, effect.identity, effect.nowMs);
-      } else {
-        this.online.remove(effect.identity, effect.nowMs);
-        this.channels.removeEverywhere(effect.identity, effect.nowMs);
-      }
-    }
   }
 
   /**
@@ -611,6 +951,7 @@ export class SqliteStore implements Store {
         if (++count % 100_000 === 0) onProgress?.(count);
       }
     })();
+    if (this.foldingSeq === null) this.pinView();
     return count;
   }
 
@@ -621,10 +962,24 @@ export class SqliteStore implements Store {
 
   async countActive(sinceMs: number, _nowMs: number): Promise<number> {
     this.assertOpen();
+    const endMs = ActivityIndex.minuteEndMs(sinceMs);
     return (
       this.activity.countAfterMinuteOf(sinceMs) +
-      this.statements.countSeenBetween.get(sinceMs, ActivityIndex.minuteEndMs(sinceMs))!
+      this.viewStatements.countSeenBetween.get(sinceMs, endMs)! +
+      this.unfoldedCorrection(sinceMs, endMs)
     );
+  }
+
+  /** What the view counts wrong in [sinceMs, endMs) (one minute): identities whose heartbeats are not folded yet. */
+  private unfoldedCorrection(sinceMs: number, endMs: number): number {
+    const within = (ms: number | null) => ms !== null && ms >= sinceMs && ms < endMs;
+    let correction = 0;
+    const minute = Math.floor(sinceMs / MINUTE_MS);
+    for (const entry of this.unfoldedByTableMinute.get(minute) ?? [])
+      if (within(entry.tableMs) && !within(entry.currentMs)) correction--;
+    for (const entry of this.unfoldedByCurrentMinute.get(minute) ?? [])
+      if (within(entry.currentMs) && !within(entry.tableMs)) correction++;
+    return correction;
   }
 
   async topChannels(nowMs: number, limit: number): Promise<ChannelCount[]> {
@@ -639,9 +994,16 @@ export class SqliteStore implements Store {
     const first = days.reduce((a, b) => (b < a ? b : a));
     const last = days.reduce((a, b) => (b > a ? b : a));
     const rows = new Map(this.statements.dayCounts.all(first, last).map((row) => [row.day, row]));
+    // With what was counted since the last save.
     return days.map((day) => {
       const row = rows.get(day);
-      return { day, active: row?.active ?? 0, new: row?.new ?? 0 };
+      const unsaved = this.unsavedDays.get(day);
+      const saving = this.savingDays.get(day);
+      return {
+        day,
+        active: (row?.active ?? 0) + (unsaved?.active ?? 0) + (saving?.active ?? 0),
+        new: (row?.new ?? 0) + (unsaved?.new ?? 0) + (saving?.new ?? 0),
+      };
     });
   }
 
@@ -682,6 +1044,8 @@ export class SqliteStore implements Store {
 
   private sketchOf(day: string): Uint8Array | typeof NO_SKETCH {
     if (day === this.today?.day) return this.today.registers;
+    const unsaved = this.unsavedSketches.get(day);
+    if (unsaved !== undefined) return unsaved;
     const cached = this.finishedSketches.get(day);
     if (cached !== undefined) return cached;
     const sketch = this.statements.daySketch.get(day) ?? NO_SKETCH;
@@ -727,8 +1091,9 @@ export class SqliteStore implements Store {
     this.advanceHistory(Math.max(nowMs, this.lastNowMs));
     const observed = this.takeObserved();
     if (!this.history.hasCompleted() && this.unsavedMinutes.length === 0 && !observed) return;
-    // The commit saves them (and what came meanwhile).
-    return new Promise((done, fail) => this.enqueue({ kind: 'settle', nowMs, done, fail }));
+    // The events the expiries raised are saved with the next group; the minutes with the next save.
+    await new Promise<void>((done, fail) => this.enqueue({ kind: 'settle', nowMs, done, fail }));
+    await this.save();
   }
 
   private hourRows(key: string, fromMs: number, toMs: number, decode: (hourMs: number) => boolean): HourRow[] {
@@ -752,53 +1117,98 @@ export class SqliteStore implements Store {
   async check(): Promise<void> {
     this.assertOpen();
     try {
-      if (this.commitFailure === null) this.db.exec('BEGIN IMMEDIATE; ROLLBACK');
-      else {
-        this.db.transaction(() => {
-          this.statements.probe.run(PROBE_BYTES);
-          this.statements.unprobe.run();
-        })();
+      if (this.commitFailure === null) {
+        // While the fold writes, it is the check: the store's own connection would only wait for it.
+        if (this.foldingSeq === null) this.db.exec('BEGIN IMMEDIATE; ROLLBACK');
+        return;
+      }
+      // Writes failed: the check retries what failed (the fold of what waits, else a write as a new user's needs).
+      if (this.foldingSeq !== null) await this.foldAnswered();
+      if (this.toFold.length > 0) {
+        await this.save();
+        if (this.foldingSeq !== null) await this.foldAnswered();
+      } else if (this.commitFailure !== null) {
+        this.probe();
         this.recovered();
       }
+      if (this.commitFailure !== null) throw this.commitFailure;
     } catch (error) {
       const reason = (error as Error).message;
       throw new StoreUnavailableError(this.commitFailure ? `commits fail: ${reason}` : reason, { cause: error });
     }
   }
 
+  /** A write that needs new room in the database and the WAL, as a heartbeat of a new user does. */
+  private probe(): void {
+    this.db.transaction(() => {
+      this.statements.probe.run(PROBE_BYTES);
+      this.statements.unprobe.run();
+    })();
+  }
+
   /**
-   * Space is back: hand the WAL's room back to the disk at once (TRUNCATE), or a WAL that grew while commits failed
-   * would keep the space just freed, and let in only a few heartbeats.
+   * Space is back: hand the WAL's room back to the disk at once (TRUNCATE), or a WAL that grew while writes failed
+   * would keep the space just freed; then the fold goes on with what waited.
    */
   private recovered(): void {
     this.commitFailure = null;
     try {
+      // The view's read transaction would hold the WAL: it lets go, and takes the tables again (no fold is in flight).
+      if (this.view.inTransaction) this.view.exec('COMMIT');
       this.db.pragma('wal_checkpoint(TRUNCATE)');
     } catch {
-      // Still short of room for the checkpoint: the commits succeed, and the next automatic checkpoint retries.
+      // Still short of room for the checkpoint: the writes succeed, and the fold's checkpoints retry.
+    } finally {
+      if (!this.closed) this.pinView();
     }
   }
 
+  /** Resolves at the fold's next answer. */
+  private foldAnswered(): Promise<void> {
+    return new Promise((done) => this.foldWaiters.push(done));
+  }
+
   /**
-   * Finishes pending writes, saves today's sketch, checkpoints, closes. The database is closed whatever happens; when
-   * the final save or checkpoint fails (a full disk), a StoreUnavailableError says so after closing: nothing
-   * acknowledged is lost (it is committed, in the WAL, read again at the next open, and today's sketch is rebuilt).
+   * Finishes pending writes: every group acknowledged, the aggregates saved and the journal folded; then saves today's
+   * sketch and the running minutes, checkpoints, closes. The database is closed whatever happens; when the final save
+   * or fold fails (a full disk), a StoreUnavailableError says so after closing: nothing acknowledged is lost (it is
+   * in the journal, replayed at the next open, and today's sketch is rebuilt).
    */
   async close(): Promise<void> {
     if (this.closed) return;
     this.writes.drain();
     this.closed = true;
+    clearInterval(this.saveTimer);
     let failure: unknown = null;
     try {
+      await this.saving;
+      for (let rounds = 0; rounds < 1000; rounds++) {
+        if (this.foldingSeq !== null) await this.foldAnswered();
+        const failed = this.commitFailure;
+        await this.saveNow();
+        if (this.foldingSeq !== null) await this.foldAnswered();
+        if ((this.toFold.length === 0 && this.stalled.length === 0) || (failed !== null && this.commitFailure !== null))
+          break;
+      }
+      const refused = new StoreUnavailableError(this.commitFailure?.message ?? 'closed');
+      for (const pending of this.stalled) pending.fail(refused);
+      this.stalled = [];
+      await this.journal.sync();
+      if (this.commitFailure !== null) throw this.commitFailure;
       this.saveToday();
       this.saveHistoryAtClose();
       this.takeObserved();
       this.db.transaction(() => this.writeObserved(this.lastNowMs))();
+      if (this.view.inTransaction) this.view.exec('COMMIT');
       this.db.pragma('wal_checkpoint(TRUNCATE)');
     } catch (error) {
       failure = error;
     } finally {
+      await this.worker?.terminate();
+      this.worker = null;
+      this.view.close();
       this.db.close();
+      await this.journal.close();
     }
     if (failure !== null)
       throw new StoreUnavailableError(`the final save failed: ${(failure as Error).message}`, { cause: failure });
@@ -839,7 +1249,8 @@ function moveSketches(db: Database.Database): void {
  * creates the database file's mode; ones left by an older version are tightened too.
  */
 function restrictToOwner(path: string): void {
-  for (const file of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(file)) chmodSync(file, 0o600);
+  for (const file of [path, `${path}-wal`, `${path}-shm`, journalPath(path)])
+    if (existsSync(file)) chmodSync(file, 0o600);
 }
 
 /**
@@ -866,4 +1277,27 @@ function checkSecret(db: Database.Database, path: string, fingerprint: string): 
       `${flagOf('identitySecretFile')} or ${flagOf('identitySecret')}), or start with an empty ` +
       `${flagOf('dataDir')} to begin counting afresh`,
   );
+}
+
+/** The journal of the database at `path`: beside it in the data directory. */
+export function journalPath(path: string): string {
+  return `${path}${JOURNAL_SUFFIX}`;
+}
+
+function indexAdd(index: Map<number, Set<Unfolded>>, ms: number, entry: Unfolded): void {
+  const minute = Math.floor(ms / MINUTE_MS);
+  let entries = index.get(minute);
+  if (entries === undefined) {
+    entries = new Set();
+    index.set(minute, entries);
+  }
+  entries.add(entry);
+}
+
+function indexDelete(index: Map<number, Set<Unfolded>>, ms: number, entry: Unfolded): void {
+  const minute = Math.floor(ms / MINUTE_MS);
+  const entries = index.get(minute);
+  if (entries === undefined) return;
+  entries.delete(entry);
+  if (entries.size === 0) index.delete(minute);
 }
