@@ -185,9 +185,11 @@ export class SqliteStore implements Store {
   private toFold: JournalGroup[] = [];
   private recordsToFold = 0;
   private readonly unfolded = new Map<string, Unfolded>();
-  /** Unfolded identities by the minute of `tableMs` and of `currentMs`: the corrections countActive needs. */
+  /**
+   * Unfolded identities by the minute of `tableMs`: what countActive corrects in the view's count of a minute long
+   * past (the other side, identities the view does not have in a recent minute yet, is found by a scan, see there).
+   */
   private readonly unfoldedByTableMinute = new Map<number, Set<Unfolded>>();
-  private readonly unfoldedByCurrentMinute = new Map<number, Set<Unfolded>>();
   /** Sketches of days that ended since the last save. */
   private readonly unsavedSketches = new Map<string, Buffer>();
   /** Daily actives and new identities counted since the last save. */
@@ -677,16 +679,13 @@ export class SqliteStore implements Store {
       const created: Unfolded = { tableMs: oldMs, currentMs: nowMs, lastSeq: seq, foldMs: null };
       this.unfolded.set(identity, created);
       if (oldMs !== null) indexAdd(this.unfoldedByTableMinute, oldMs, created);
-      indexAdd(this.unfoldedByCurrentMinute, nowMs, created);
       return;
     }
     // The fold in flight holds its last heartbeat: once it is in, the view says that.
     if (this.foldingSeq !== null && entry.lastSeq <= this.foldingSeq && entry.foldMs === null)
       entry.foldMs = entry.currentMs;
-    indexDelete(this.unfoldedByCurrentMinute, entry.currentMs, entry);
     entry.currentMs = nowMs;
     entry.lastSeq = seq;
-    indexAdd(this.unfoldedByCurrentMinute, nowMs, entry);
   }
 
   /**
@@ -849,16 +848,14 @@ export class SqliteStore implements Store {
   /** The view now holds every group through `seq`: identities with nothing later leave the unfolded set. */
   private takeInFold(seq: number): void {
     for (const [identity, entry] of this.unfolded) {
+      if (entry.lastSeq > seq && entry.foldMs === null) continue;
       if (entry.tableMs !== null) indexDelete(this.unfoldedByTableMinute, entry.tableMs, entry);
       if (entry.lastSeq <= seq) {
-        indexDelete(this.unfoldedByCurrentMinute, entry.currentMs, entry);
         this.unfolded.delete(identity);
         continue;
       }
-      if (entry.foldMs !== null) {
-        entry.tableMs = entry.foldMs;
-        entry.foldMs = null;
-      }
+      entry.tableMs = entry.foldMs;
+      entry.foldMs = null;
       if (entry.tableMs !== null) indexAdd(this.unfoldedByTableMinute, entry.tableMs, entry);
     }
   }
@@ -977,8 +974,12 @@ export class SqliteStore implements Store {
     const minute = Math.floor(sinceMs / MINUTE_MS);
     for (const entry of this.unfoldedByTableMinute.get(minute) ?? [])
       if (within(entry.tableMs) && !within(entry.currentMs)) correction--;
-    for (const entry of this.unfoldedByCurrentMinute.get(minute) ?? [])
-      if (within(entry.currentMs) && !within(entry.tableMs)) correction++;
+    // An identity's last heartbeat is never older than the oldest record not folded: only a minute that recent (a
+    // look-back of a minute or so) can hold one, and only then are they looked at.
+    const oldestMs = (this.folding[0] ?? this.toFold[0])?.records[0]?.atMs ?? Infinity;
+    if (endMs > oldestMs)
+      for (const entry of this.unfolded.values())
+        if (within(entry.currentMs) && !within(entry.tableMs)) correction++;
     return correction;
   }
 

@@ -1,6 +1,6 @@
 // The embedded store's heartbeat journal: groups of records written in place in a preallocated file (docs/storage.md).
 import { createHash } from 'node:crypto';
-import { closeSync, fdatasync, fstatSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync, fstatSync, fsyncSync, openSync, readSync, writeSync, writevSync } from 'node:fs';
 
 /** The journal of a database is its file name with this after it (SQLite's own files end in -wal, -shm, -journal). */
 export const JOURNAL_SUFFIX = '.journal';
@@ -157,6 +157,7 @@ export class Journal {
   /** The last seq written into each segment in its current epoch (-1: none). */
   private readonly lastSeqOf: [number, number];
   private syncsInFlight = 0;
+  private unwritten: { at: number; bytes: Buffer }[] = [];
   private waiting: { done: () => void; fail: (error: Error) => void }[] = [];
 
   private constructor(
@@ -248,7 +249,7 @@ export class Journal {
   }
 
   /**
-   * Writes one group (in place, on the event loop: a copy into the page cache). Null when it does not fit: the current
+   * Places one group (written in place by the next sync: a copy into the page cache). Null when it does not fit: the current
    * segment is full and the other still holds groups not folded past `foldedSeq`; the caller waits for the fold.
    */
   append(records: readonly JournalRecord[], foldedSeq: number): JournalGroup | null {
@@ -266,7 +267,8 @@ export class Journal {
     }
     const segment = epoch % 2;
     const at = segment * this.segmentBytes + offset;
-    writeSync(this.fd, group, 0, group.length, at);
+    // Written by the next sync, with the groups appended meanwhile: one write and one fdatasync for all of them.
+    this.unwritten.push({ at, bytes: group });
     this.lastSeqOf[segment] = seq;
     this.cursor = { epoch, offset: offset + group.length, seq: seq + 1 };
     return { seq, epoch, offset: at, bytes: group.length, records: records as JournalRecord[] };
@@ -287,6 +289,12 @@ export class Journal {
     const waiting = this.waiting;
     if (waiting.length === 0) return;
     this.waiting = [];
+    try {
+      this.write();
+    } catch (error) {
+      for (const waiter of waiting) waiter.fail(error as Error);
+      return;
+    }
     this.syncsInFlight++;
     fdatasync(this.fd, (error) => {
       this.syncsInFlight--;
@@ -297,14 +305,39 @@ export class Journal {
     });
   }
 
+  /** Writes the groups placed since the last write: each run of adjacent ones with one call. */
+  private write(): void {
+    const unwritten = this.unwritten;
+    this.unwritten = [];
+    for (let from = 0; from < unwritten.length; ) {
+      let to = from + 1;
+      // At most 1,024 buffers a call (IOV_MAX).
+      while (to < unwritten.length && to - from < 1024) {
+        const before = unwritten[to - 1] as { at: number; bytes: Buffer };
+        if ((unwritten[to] as { at: number }).at !== before.at + before.bytes.length) break;
+        to++;
+      }
+      const run = unwritten.slice(from, to);
+      const buffers = run.map((group) => group.bytes);
+      const bytes = buffers.reduce((sum, buffer) => sum + buffer.length, 0);
+      const written =
+        buffers.length === 1
+          ? writeSync(this.fd, buffers[0] as Buffer, 0, bytes, (run[0] as { at: number }).at)
+          : writevSync(this.fd, buffers, (run[0] as { at: number }).at);
+      if (written !== bytes) throw new Error(`the journal took ${written} of ${bytes} bytes`);
+      from = to;
+    }
+  }
+
   /** The file descriptor the fold reads from (the same process), kept open until close. */
   get descriptor(): number {
     return this.fd;
   }
 
-  /** Waits for the syncs in flight, then closes the file. */
+  /** Writes and syncs what is placed, waits for the syncs in flight, then closes the file. */
   async close(): Promise<void> {
-    if (this.syncsInFlight > 0 || this.waiting.length > 0) await this.sync().catch(() => {});
+    if (this.syncsInFlight > 0 || this.waiting.length > 0 || this.unwritten.length > 0)
+      await this.sync().catch(() => {});
     closeSync(this.fd);
   }
 }
