@@ -978,8 +978,7 @@ export class SqliteStore implements Store {
     // look-back of a minute or so) can hold one, and only then are they looked at.
     const oldestMs = (this.folding[0] ?? this.toFold[0])?.records[0]?.atMs ?? Infinity;
     if (endMs > oldestMs)
-      for (const entry of this.unfolded.values())
-        if (within(entry.currentMs) && !within(entry.tableMs)) correction++;
+      for (const entry of this.unfolded.values()) if (within(entry.currentMs) && !within(entry.tableMs)) correction++;
     return correction;
   }
 

@@ -249,8 +249,8 @@ export class Journal {
   }
 
   /**
-   * Places one group (written in place by the next sync: a copy into the page cache). Null when it does not fit: the current
-   * segment is full and the other still holds groups not folded past `foldedSeq`; the caller waits for the fold.
+   * Places one group (written in place by the next sync: a copy into the page cache). Null when it does not fit: the
+   * current segment is full and the other still holds groups not folded past `foldedSeq`; the caller waits.
    */
   append(records: readonly JournalRecord[], foldedSeq: number): JournalGroup | null {
     let { epoch, offset } = this.cursor;
@@ -309,7 +309,7 @@ export class Journal {
   private write(): void {
     const unwritten = this.unwritten;
     this.unwritten = [];
-    for (let from = 0; from < unwritten.length; ) {
+    for (let from = 0; from < unwritten.length;) {
       let to = from + 1;
       // At most 1,024 buffers a call (IOV_MAX).
       while (to < unwritten.length && to - from < 1024) {
