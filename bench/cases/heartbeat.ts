@@ -3,7 +3,9 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Pseudonymizer, identityOf } from '../../src/identity.js';
-import { DATABASE_FILE } from '../../src/store/sqlite.js';
+import { defaultConfig } from '../../src/config.js';
+import { storeOptions } from '../../src/open-store.js';
+import { DATABASE_FILE, SqliteStore } from '../../src/store/sqlite.js';
 import { startRedis, type RedisServer } from '../../test/support/redis-server.js';
 import type { BenchContext } from '../context.js';
 import { load, meanOf, simulatedAddress, simulatedHeartbeats, type LoadResult } from '../load.js';
@@ -49,9 +51,14 @@ interface Run extends LoadResult {
   redisCpuSeconds: number;
 }
 
-/** Acknowledged addresses whose pseudonym is not a row of the database (opened read-only after the kill). */
-function missingFromDatabase(dataDir: string, addresses: ReadonlySet<string>): number {
-  const db = new Database(join(dataDir, DATABASE_FILE), { readonly: true, fileMustExist: true });
+/**
+ * Acknowledged addresses whose pseudonym is not a row of the database after the kill: the store is opened and closed
+ * first, as the next start would (its journal replayed and folded), then the database is read.
+ */
+async function missingFromDatabase(dataDir: string, addresses: ReadonlySet<string>): Promise<number> {
+  const path = join(dataDir, DATABASE_FILE);
+  await SqliteStore.open(path, storeOptions(defaultConfig({ dataDir })), Date.now()).close();
+  const db = new Database(path, { readonly: true, fileMustExist: true });
   try {
     const row = db.prepare<[Buffer], number>('SELECT 1 FROM identities WHERE id = ?').pluck();
     const pseudonyms = new Pseudonymizer(SECRET);
@@ -207,7 +214,7 @@ export async function heartbeatCase(ctx: BenchContext): Promise<CaseReport> {
     await acknowledgedHeartbeats(service, ctx.connections, WARM_UP_SECONDS);
     const killSignal = ctx.profileDir === null ? 'SIGKILL' : 'SIGTERM';
     await stop(service.process, killSignal);
-    const missing = missingFromDatabase(dataDir, acknowledged);
+    const missing = await missingFromDatabase(dataDir, acknowledged);
 
     const rows: Row[] = [];
     for (const connections of loads) {

@@ -513,6 +513,14 @@ export class SqliteStore implements Store {
    * writes (the outbox's) in one transaction, and acknowledges once the group is durable.
    */
   private flush(batch: readonly Pending[]): void {
+    // Heartbeats are refused at once while writes fail, rather than waiting for room the fold cannot make.
+    if (this.commitFailure !== null && (this.stalled.length > 0 || !this.journalHasRoom(batch))) {
+      const failure = new StoreUnavailableError(this.commitFailure.message, { cause: this.commitFailure });
+      const waiting = [...this.stalled, ...batch];
+      this.stalled = [];
+      for (const pending of waiting) if (pending.kind === 'beats' || pending.kind === 'leaves') pending.fail(failure);
+      batch = waiting.filter((pending) => pending.kind !== 'beats' && pending.kind !== 'leaves');
+    }
     if (this.stalled.length > 0 || !this.journalHasRoom(batch)) {
       this.stalled.push(...batch);
       return;
