@@ -275,41 +275,33 @@ describe('journal file', () => {
     assert.deepEqual((await reopen(path, -1)).unfolded, [...written, again]);
   });
 
-  it(
-    'keeps the groups of the older segment before a torn one, though the newer segment goes on',
-    {
-      todo:
-        'fails: Journal.open (journal.ts:201-204) replays only the newer chain when the older one does not run up to it, ' +
-        'so the older segment’s acknowledged, unfolded groups are lost',
-    },
-    async () => {
-      // The group written last into segment 0 was torn (the next one, at the start of segment 1, is whole): neither was
-      // acknowledged, but every group before them was, and must be replayed.
-      for (const tornFromEnd of [1, 10]) {
-        const path = fresh();
-        const { journal } = Journal.open(path, -1, SEGMENT);
-        const written: JournalGroup[] = [];
-        for (let n = 0; ; n++) {
-          const group = journal.append(recordsOf(n), -1) as JournalGroup;
-          written.push(group);
-          if (group.offset >= SEGMENT) break;
-        }
-        for (let n = 0; n < 5; n++) written.push(journal.append(recordsOf(5000 + n), -1) as JournalGroup);
-        await journal.sync();
-        await journal.close();
-        const firstOfSegment1 = written.findIndex((group) => group.offset >= SEGMENT);
-        const torn = written[firstOfSegment1 - tornFromEnd] as JournalGroup;
-        corrupt(path, torn.offset + SLOT_BYTES + 3, 2);
-        const { unfolded, nextSeq } = await reopen(path, -1);
-        assert.deepEqual(
-          seqs(unfolded),
-          seqs(written.slice(0, torn.seq)),
-          `group ${torn.seq} torn of ${written.length}: groups 0 to ${torn.seq - 1} come back`,
-        );
-        assert.ok(nextSeq <= torn.seq, `the next group (${nextSeq}) does not skip past the torn one`);
+  it('keeps the groups of the older segment before a torn one, though the newer segment goes on', async () => {
+    // The group written last into segment 0 was torn (the next one, at the start of segment 1, is whole): neither was
+    // acknowledged, but every group before them was, and must be replayed.
+    for (const tornFromEnd of [1, 10]) {
+      const path = fresh();
+      const { journal } = Journal.open(path, -1, SEGMENT);
+      const written: JournalGroup[] = [];
+      for (let n = 0; ; n++) {
+        const group = journal.append(recordsOf(n), -1) as JournalGroup;
+        written.push(group);
+        if (group.offset >= SEGMENT) break;
       }
-    },
-  );
+      for (let n = 0; n < 5; n++) written.push(journal.append(recordsOf(5000 + n), -1) as JournalGroup);
+      await journal.sync();
+      await journal.close();
+      const firstOfSegment1 = written.findIndex((group) => group.offset >= SEGMENT);
+      const torn = written[firstOfSegment1 - tornFromEnd] as JournalGroup;
+      corrupt(path, torn.offset + SLOT_BYTES + 3, 2);
+      const { unfolded, nextSeq } = await reopen(path, -1);
+      assert.deepEqual(
+        seqs(unfolded),
+        seqs(written.slice(0, torn.seq)),
+        `group ${torn.seq} torn of ${written.length}: groups 0 to ${torn.seq - 1} come back`,
+      );
+      assert.ok(nextSeq <= torn.seq, `the next group (${nextSeq}) does not skip past the torn one`);
+    }
+  });
 
   it('reopens empty once every group is folded, and goes on after foldedSeq', async () => {
     const path = fresh();
@@ -433,36 +425,28 @@ async function crashChild(path: string, mode: CrashMode): Promise<Record<string,
 const meta = position;
 
 describe('a batch whose journal group would be larger than a segment', () => {
-  it(
-    'is refused alone: not counted, and the next heartbeats are acknowledged',
-    {
-      todo:
-        'fails: flush applies the beats to the indexes before Journal.append throws RangeError (sqlite.ts flush), ' +
-        'and the RangeError, kept as commitFailure, refuses every later heartbeat until a readiness check',
-    },
-    async () => {
-      const dir = tempDir('online-stats-journal-big-');
-      const store = SqliteStore.open(join(dir.path, 'big.sqlite'), crashStoreOptions, T0);
-      try {
-        // 20,000 heartbeats on a channel of 1,000 characters: about 20 MB, past the 16 MiB of a segment.
-        const channel = 'c'.repeat(1000);
-        const beats = Array.from({ length: 20_000 }, (_, n) => ({ identity: identity(n), channel }));
-        const outcome = await store.recordHeartbeats(beats, T0).then(
-          () => 'acknowledged',
-          () => 'refused',
-        );
-        assert.equal(
-          await store.countOnline(T0 + 1),
-          outcome === 'acknowledged' ? beats.length : 0,
-          `the batch was ${outcome}: it counts only if acknowledged`,
-        );
-        await store.recordHeartbeats([{ identity: identity(-1), channel: null }], T0 + 2);
-      } finally {
-        await store.close().catch(() => {});
-        dir.remove();
-      }
-    },
-  );
+  it('is refused alone: not counted, and the next heartbeats are acknowledged', async () => {
+    const dir = tempDir('online-stats-journal-big-');
+    const store = SqliteStore.open(join(dir.path, 'big.sqlite'), crashStoreOptions, T0);
+    try {
+      // 20,000 heartbeats on a channel of 1,000 characters: about 20 MB, past the 16 MiB of a segment.
+      const channel = 'c'.repeat(1000);
+      const beats = Array.from({ length: 20_000 }, (_, n) => ({ identity: identity(n), channel }));
+      const outcome = await store.recordHeartbeats(beats, T0).then(
+        () => 'acknowledged',
+        () => 'refused',
+      );
+      assert.equal(
+        await store.countOnline(T0 + 1),
+        outcome === 'acknowledged' ? beats.length : 0,
+        `the batch was ${outcome}: it counts only if acknowledged`,
+      );
+      await store.recordHeartbeats([{ identity: identity(-1), channel: null }], T0 + 2);
+    } finally {
+      await store.close().catch(() => {});
+      dir.remove();
+    }
+  });
 });
 
 describe('a store process killed after its acknowledgements, before close', () => {

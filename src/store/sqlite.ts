@@ -514,14 +514,39 @@ export class SqliteStore implements Store {
    */
   private flush(batch: readonly Pending[]): void {
     // Heartbeats are refused at once while writes fail, rather than waiting for room the fold cannot make.
-    if (this.commitFailure !== null && (this.stalled.length > 0 || !this.journalHasRoom(batch))) {
+    if (this.commitFailure !== null && (this.stalled.length > 0 || !this.journalHasRoom(batchBytes(batch)))) {
       const failure = new StoreUnavailableError(this.commitFailure.message, { cause: this.commitFailure });
       const waiting = [...this.stalled, ...batch];
       this.stalled = [];
       for (const pending of waiting) if (pending.kind === 'beats' || pending.kind === 'leaves') pending.fail(failure);
       batch = waiting.filter((pending) => pending.kind !== 'beats' && pending.kind !== 'leaves');
     }
-    if (this.stalled.length > 0 || !this.journalHasRoom(batch)) {
+    // A group larger than half a segment is split by request; a request alone larger than that is refused.
+    const limit = this.journal.segmentBytes / 2;
+    const groupBytes = batchBytes(batch);
+    if (groupBytes > limit) {
+      let chunk: Pending[] = [];
+      let chunkBytes = 0;
+      for (const pending of batch) {
+        const bytes = batchBytes([pending]);
+        if (bytes > limit) {
+          pending.fail(
+            new StoreUnavailableError(`a request of ${bytes} bytes of heartbeats is larger than the journal takes`),
+          );
+          continue;
+        }
+        if (chunkBytes + bytes > limit) {
+          this.flush(chunk);
+          chunk = [];
+          chunkBytes = 0;
+        }
+        chunk.push(pending);
+        chunkBytes += bytes;
+      }
+      if (chunk.length > 0) this.flush(chunk);
+      return;
+    }
+    if (this.stalled.length > 0 || !this.journalHasRoom(groupBytes)) {
       this.stalled.push(...batch);
       return;
     }
@@ -603,15 +628,9 @@ export class SqliteStore implements Store {
   }
 
   /** Whether the batch's group fits in the journal now (an upper bound of its size), and in the backlog's bound. */
-  private journalHasRoom(batch: readonly Pending[]): boolean {
+  private journalHasRoom(groupBytes: number): boolean {
     if (this.recordsToFold + this.recordsFolding >= MAX_UNFOLDED_RECORDS && this.commitFailure === null) return false;
-    let bytes = 128;
-    for (const pending of batch)
-      if (pending.kind === 'beats')
-        for (const beat of pending.beats)
-          bytes += 16 + beat.identity.length + (beat.channel === null ? 0 : Buffer.byteLength(beat.channel));
-      else if (pending.kind === 'leaves') for (const identity of pending.identities) bytes += 16 + identity.length;
-    return this.journal.hasRoom(bytes, this.foldedSeq);
+    return this.journal.hasRoom(groupBytes, this.foldedSeq);
   }
 
   /** The batch's heartbeats into the indexes and the group's records; what the caller is told. */
@@ -1308,4 +1327,15 @@ function indexDelete(index: Map<number, Set<Unfolded>>, ms: number, entry: Unfol
   if (entries === undefined) return;
   entries.delete(entry);
   if (entries.size === 0) index.delete(minute);
+}
+
+/** At most the bytes a batch's group takes in the journal. */
+function batchBytes(batch: readonly Pending[]): number {
+  let bytes = 128;
+  for (const pending of batch)
+    if (pending.kind === 'beats')
+      for (const beat of pending.beats)
+        bytes += 16 + beat.identity.length + (beat.channel === null ? 0 : Buffer.byteLength(beat.channel));
+    else if (pending.kind === 'leaves') for (const identity of pending.identities) bytes += 16 + identity.length;
+  return bytes;
 }

@@ -197,11 +197,8 @@ export class Journal {
       const newer = epochOf(chains[1] as JournalGroup[]) > epochOf(chains[0] as JournalGroup[]) ? 1 : 0;
       const older = chains[1 - newer] as JournalGroup[];
       const newest = chains[newer] as JournalGroup[];
-      // The older segment's groups come first when the newer chain goes on from them.
-      const ordered =
-        older.length > 0 && newest.length > 0 && newest[0]?.seq === (older[older.length - 1]?.seq ?? 0) + 1
-          ? [...older, ...newest]
-          : newest;
+      // In seq order: the replay goes from the group after foldedSeq while the seqs follow one another.
+      const ordered = [...older, ...newest];
       const unfolded: JournalGroup[] = [];
       for (const group of ordered) {
         if (group.seq <= foldedSeq) continue;
@@ -209,26 +206,31 @@ export class Journal {
         if (before === undefined ? group.seq !== foldedSeq + 1 : group.seq !== before.seq + 1) break;
         unfolded.push(group);
       }
-      const last = newest[newest.length - 1];
+      const kept = unfolded[unfolded.length - 1];
+      const nextSeq = (kept?.seq ?? foldedSeq) + 1;
+      // Groups past what is replayed (after a torn group or a gap) were never acknowledged, and their seqs are given
+      // again: each chain is cut at the first of them (its header zeroed), so no later open reads them.
       const lastSeqOf: [number, number] = [-1, -1];
+      let cut = false;
       for (const segment of [0, 1] as const) {
         const chain = chains[segment] as JournalGroup[];
-        lastSeqOf[segment] = chain[chain.length - 1]?.seq ?? -1;
+        const stale = chain.findIndex((group) => group.seq >= nextSeq);
+        if (stale >= 0) {
+          writeSync(handle, Buffer.alloc(SLOT_BYTES), 0, SLOT_BYTES, (chain[stale] as JournalGroup).offset);
+          cut = true;
+        }
+        const live = stale >= 0 ? chain.slice(0, stale) : chain;
+        lastSeqOf[segment] = live[live.length - 1]?.seq ?? -1;
       }
-      let cursor: Cursor =
-        last === undefined
-          ? { epoch: 0, offset: 0, seq: foldedSeq + 1 }
-          : { epoch: last.epoch, offset: last.offset - newer * segmentBytes + last.bytes, seq: last.seq + 1 };
-      // The database has folded more than the journal holds (a journal lost or replaced): seqs must go on past it,
-      // so a new chain begins in the other segment, every group of which is folded.
-      if (last !== undefined && last.seq < foldedSeq) cursor = { epoch: last.epoch + 1, offset: 0, seq: foldedSeq + 1 };
-      // Past what was kept: a torn group, or one after a gap, is overwritten by the next.
-      const kept = unfolded[unfolded.length - 1];
-      if (kept !== undefined && kept.seq < cursor.seq - 1) {
-        cursor.seq = kept.seq + 1;
-        cursor.epoch = kept.epoch;
-        cursor.offset = kept.offset - (kept.epoch % 2) * segmentBytes + kept.bytes;
-      }
+      if (cut) fsyncSync(handle);
+      // The next group goes after the last one kept (the last replayed, else the last folded, if the journal holds
+      // it); when the journal holds neither (new, or lost and replaced), a new chain begins in a segment all folded.
+      const after = kept ?? ordered.find((group) => group.seq === foldedSeq);
+      const newestEpoch = Math.max(epochOf(chains[0] as JournalGroup[]), epochOf(chains[1] as JournalGroup[]));
+      const cursor: Cursor =
+        after !== undefined
+          ? { epoch: after.epoch, offset: after.offset - (after.epoch % 2) * segmentBytes + after.bytes, seq: nextSeq }
+          : { epoch: newestEpoch + 1, offset: 0, seq: nextSeq };
       return { journal: new Journal(handle, segmentBytes, cursor, lastSeqOf), unfolded };
     } catch (error) {
       closeSync(handle);
