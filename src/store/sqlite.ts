@@ -138,7 +138,11 @@ const NO_SKETCH = 0;
 export class SqliteStore implements Store {
   readonly kind = 'sqlite';
   private readonly db: Database.Database;
-  /** A second connection held on a read transaction: the identity tables as of the last fold this store took in. */
+  /**
+   * A second connection for the identity tables, which only the fold writes (a connection of its own keeps its
+   * statements apart from the transactions of `db`). Not held on a read transaction: a reader that never lets go
+   * would keep the WAL from ever starting over, and it would grow without bound.
+   */
   private readonly view: Database.Database;
   private readonly online: OnlineIndex;
   private readonly channels: ChannelIndex;
@@ -270,13 +274,13 @@ export class SqliteStore implements Store {
     this.view.pragma('busy_timeout = 5000');
     this.viewStatements = {
       lastSeen: this.view.prepare<[Buffer], number>('SELECT last_seen_ms FROM identities WHERE id = ?').pluck(),
+      folded: this.view.prepare<[], string>(`SELECT value FROM meta WHERE key = '${FOLDED_KEY}'`).pluck(),
       countSeenBetween: this.view
         .prepare<[number, number], number>(
           'SELECT COUNT(*) FROM identities WHERE last_seen_ms >= ? AND last_seen_ms < ?',
         )
         .pluck(),
     };
-    this.pinView();
     this.replay(nowMs, unfolded);
     try {
       this.probe();
@@ -287,13 +291,6 @@ export class SqliteStore implements Store {
     this.saveTimer = setInterval(() => void this.save(), SAVE_INTERVAL_MS);
     this.saveTimer.unref();
     void this.save();
-  }
-
-  /** Holds the view on the tables as they are now: it moves only when this store takes in a fold. */
-  private pinView(): void {
-    if (this.view.inTransaction) this.view.exec('COMMIT');
-    this.view.exec('BEGIN');
-    this.viewStatements.countSeenBetween.get(0, 0);
   }
 
   /**
@@ -336,6 +333,7 @@ export class SqliteStore implements Store {
         this.raiseMinute(key, high.online, high.atMs);
       }
     })();
+    this.endViewRead();
     this.toFold = [...groups];
     this.recordsToFold = groups.reduce((sum, group) => sum + group.records.length, 0);
   }
@@ -557,25 +555,10 @@ export class SqliteStore implements Store {
     const works: Pending[] = [];
     const refused: Pending[] = [];
     let heartbeats = 0;
-    for (const pending of batch) {
-      const nowMs = Math.max(pending.nowMs, this.lastNowMs);
-      if (pending.kind === 'beats' || pending.kind === 'leaves') {
-        // The journal would take them, but they could not be folded: refused until a write succeeds again.
-        if (this.commitFailure !== null) {
-          refused.push(pending);
-          continue;
-        }
-        if (pending.kind === 'beats') {
-          outcomes.push(this.recordBeats(pending.beats, nowMs, seq, records));
-          heartbeats += pending.beats.length;
-        } else
-          for (const identity of pending.identities) {
-            this.applyLeave(identity, nowMs);
-            records.push({ kind: 'leave', identity, atMs: nowMs });
-          }
-        this.lastNowMs = nowMs;
-      } else if (pending.kind === 'work') works.push(pending);
-      else this.advanceHistory(nowMs);
+    try {
+      this.applyBatch(batch, seq, records, outcomes, works, refused, (count) => (heartbeats += count));
+    } finally {
+      this.endViewRead();
     }
     if (refused.length > 0) {
       const failure = new StoreUnavailableError((this.commitFailure as Error).message, { cause: this.commitFailure });
@@ -627,6 +610,50 @@ export class SqliteStore implements Store {
       });
   }
 
+  /** The batch into the indexes and the group's records (see flush). */
+  private applyBatch(
+    batch: readonly Pending[],
+    seq: number,
+    records: JournalRecord[],
+    outcomes: RecordOutcome[],
+    works: Pending[],
+    refused: Pending[],
+    counted: (heartbeats: number) => void,
+  ): void {
+    for (const pending of batch) {
+      const nowMs = Math.max(pending.nowMs, this.lastNowMs);
+      if (pending.kind === 'beats' || pending.kind === 'leaves') {
+        // The journal would take them, but they could not be folded: refused until a write succeeds again.
+        if (this.commitFailure !== null) {
+          refused.push(pending);
+          continue;
+        }
+        if (pending.kind === 'beats') {
+          outcomes.push(this.recordBeats(pending.beats, nowMs, seq, records));
+          counted(pending.beats.length);
+        } else
+          for (const identity of pending.identities) {
+            this.applyLeave(identity, nowMs);
+            records.push({ kind: 'leave', identity, atMs: nowMs });
+          }
+        this.lastNowMs = nowMs;
+      } else if (pending.kind === 'work') works.push(pending);
+      else this.advanceHistory(nowMs);
+    }
+  }
+
+  /**
+   * The last-seen lookups of one batch share one read transaction of the view (one read lock, not one per lookup);
+   * it ends with the batch, so no reader keeps the WAL from starting over.
+   */
+  private viewRead(): void {
+    if (!this.view.inTransaction) this.view.exec('BEGIN');
+  }
+
+  private endViewRead(): void {
+    if (this.view.inTransaction) this.view.exec('COMMIT');
+  }
+
   /** Whether the batch's group fits in the journal now (an upper bound of its size), and in the backlog's bound. */
   private journalHasRoom(groupBytes: number): boolean {
     if (this.recordsToFold + this.recordsFolding >= MAX_UNFOLDED_RECORDS && this.commitFailure === null) return false;
@@ -661,11 +688,7 @@ export class SqliteStore implements Store {
     counted: boolean,
   ): string | null {
     const entry = this.unfolded.get(identity);
-    const oldMs =
-      entry?.currentMs ??
-      this.online.lastSeen(identity, nowMs) ??
-      this.viewStatements.lastSeen.get(toBlob(identity)) ??
-      null;
+    const oldMs = entry?.currentMs ?? this.online.lastSeen(identity, nowMs) ?? this.lookUpLastSeen(identity) ?? null;
     const { key: dayKey, startMs: dayStartMs } = this.options.calendar.dayOf(nowMs);
     this.rollDay(dayKey);
     if (oldMs === null || oldMs < dayStartMs) {
@@ -687,6 +710,11 @@ export class SqliteStore implements Store {
     }
     this.markUnfolded(identity, entry, oldMs, nowMs, seq);
     return tracked;
+  }
+
+  private lookUpLastSeen(identity: string): number | undefined {
+    this.viewRead();
+    return this.viewStatements.lastSeen.get(toBlob(identity));
   }
 
   private applyLeave(identity: string, nowMs: number): void {
@@ -859,7 +887,6 @@ export class SqliteStore implements Store {
       this.foldedSeq = reply.seq;
       // The save before it and the fold succeeded: writes succeed again.
       if (this.commitFailure !== null) this.recovered();
-      else if (!this.closed) this.pinView();
       this.takeInFold(reply.seq);
       if (this.stalled.length > 0) {
         const stalled = this.stalled;
@@ -975,7 +1002,6 @@ export class SqliteStore implements Store {
         if (++count % 100_000 === 0) onProgress?.(count);
       }
     })();
-    if (this.foldingSeq === null) this.pinView();
     return count;
   }
 
@@ -987,6 +1013,10 @@ export class SqliteStore implements Store {
   async countActive(sinceMs: number, _nowMs: number): Promise<number> {
     this.assertOpen();
     const endMs = ActivityIndex.minuteEndMs(sinceMs);
+    // The fold in flight may have committed before its answer reached this thread: the view reads it already, so the
+    // correction must know it too.
+    if (this.foldingSeq !== null && Number(this.viewStatements.folded.get() ?? -1) >= this.foldingSeq)
+      this.takeInFold(this.foldingSeq);
     return (
       this.activity.countAfterMinuteOf(sinceMs) +
       this.viewStatements.countSeenBetween.get(sinceMs, endMs)! +
@@ -1180,13 +1210,9 @@ export class SqliteStore implements Store {
   private recovered(): void {
     this.commitFailure = null;
     try {
-      // The view's read transaction would hold the WAL: it lets go, and takes the tables again (no fold is in flight).
-      if (this.view.inTransaction) this.view.exec('COMMIT');
       this.db.pragma('wal_checkpoint(TRUNCATE)');
     } catch {
       // Still short of room for the checkpoint: the writes succeed, and the fold's checkpoints retry.
-    } finally {
-      if (!this.closed) this.pinView();
     }
   }
 
@@ -1226,7 +1252,6 @@ export class SqliteStore implements Store {
       this.saveHistoryAtClose();
       this.takeObserved();
       this.db.transaction(() => this.writeObserved(this.lastNowMs))();
-      if (this.view.inTransaction) this.view.exec('COMMIT');
       this.db.pragma('wal_checkpoint(TRUNCATE)');
     } catch (error) {
       failure = error;
