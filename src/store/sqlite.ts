@@ -180,7 +180,7 @@ export class SqliteStore implements Store {
 
   private readonly journal: Journal;
   private worker: Worker | null = null;
-  /** The last group folded into the tables (and taken in by the view), and the last one the saved aggregates count. */
+  /** The last group folded into the tables (and taken in), and the last one the saved aggregates count. */
   private foldedSeq: number;
   private savedSeq: number;
   /** The last group of the fold in flight (null: none). */
@@ -872,7 +872,7 @@ export class SqliteStore implements Store {
     return worker;
   }
 
-  /** The fold's answer: take it in (the view moves on, the journal's segment may be reused), or keep the groups. */
+  /** The fold's answer: take it in (the unfolded set shrinks, a segment may be reused), or keep the groups. */
   private folded(reply: FoldReply): void {
     if (reply.type === 'closed') return;
     const groups = this.folding;
