@@ -103,6 +103,37 @@ describe('disk full', () => {
     assert.equal(summary?.repeated, 199, 'the 199 refusals not written are counted in one line');
   });
 
+  it('heartbeats waiting for the fold are refused when the fold fails, not left waiting', async () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const clock = new ManualClock(T0);
+    const config = defaultConfig({ dataDir: dir.path });
+    const store = SqliteStore.open(join(dir.path, DATABASE_FILE), storeOptions(config), clock.nowMs(), {
+      maxDatabaseBytes: 512 * KIB,
+    });
+    try {
+      // More than the store lets wait for the fold (65,536 records), one batch per turn: the last ones wait for room,
+      // and the fold that would make it fails (SQLITE_FULL).
+      const pending: Promise<unknown>[] = [];
+      for (let batch = 0; batch < 50; batch++) {
+        const beats = Array.from({ length: 2000 }, (_, n) => ({ identity: `wait-${batch}-${n}`, channel: null }));
+        pending.push(store.recordHeartbeats(beats, clock.nowMs()));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      const settled = await Promise.race([
+        Promise.allSettled(pending),
+        new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), 20_000)),
+      ]);
+      assert.notEqual(settled, 'waiting', 'every heartbeat is answered');
+      const refused = (settled as PromiseSettledResult<unknown>[]).filter((result) => result.status === 'rejected');
+      assert.ok(refused.length > 0, 'the fold failed, so some heartbeats were refused');
+      for (const result of refused) assert.equal((result.reason as { code?: string }).code, 'OS_STORE_UNAVAILABLE');
+    } finally {
+      // The final fold fails as well (the disk is still full): close says so, after closing.
+      await store.close().catch((error: unknown) => assert.match(String(error), /final save failed/));
+    }
+  });
+
   it('SIGTERM while the disk is full exits 0 with one line, and releases the data directory lock', async () => {
     const dir = tempDir();
     dirs.push(dir);

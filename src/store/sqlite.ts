@@ -888,11 +888,13 @@ export class SqliteStore implements Store {
       // The save before it and the fold succeeded: writes succeed again.
       if (this.commitFailure !== null) this.recovered();
       this.takeInFold(reply.seq);
-      if (this.stalled.length > 0) {
-        const stalled = this.stalled;
-        this.stalled = [];
-        this.flush(stalled);
-      }
+    }
+    // Batches waiting for room go on: written now that the fold made room, or refused now that it failed (nothing
+    // else would wake them).
+    if (this.stalled.length > 0) {
+      const stalled = this.stalled;
+      this.stalled = [];
+      this.flush(stalled);
     }
     const waiters = this.foldWaiters;
     this.foldWaiters = [];
