@@ -5,10 +5,9 @@ import { existsSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import Database from 'better-sqlite3';
 import { Pseudonymizer, identityOf } from '../src/identity.js';
 import { DATABASE_FILE } from '../src/store/sqlite.js';
-import { SECRET, lockIsFree, startServer, tempDir, type ServerProcess } from './support/app.js';
+import { SECRET, lockIsFree, startServer, storedIdentities, tempDir, type ServerProcess } from './support/app.js';
 
 const pseudonymizer = new Pseudonymizer(SECRET);
 const args = (dataDir: string) => [
@@ -54,21 +53,6 @@ function load(url: string, loops: number) {
       await Promise.all(workers);
     },
   };
-}
-
-function storedIdentities(dataDir: string): Set<string> {
-  const db = new Database(join(dataDir, DATABASE_FILE), { readonly: true });
-  try {
-    return new Set(
-      db
-        .prepare<[], Buffer>('SELECT id FROM identities')
-        .pluck()
-        .all()
-        .map((id) => id.toString('latin1')),
-    );
-  } finally {
-    db.close();
-  }
 }
 
 describe('durability', () => {

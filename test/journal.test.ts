@@ -18,7 +18,7 @@ import {
   type JournalGroup,
   type JournalRecord,
 } from '../src/store/sqlite/journal.js';
-import { SECRET, startServer, tempDir, type ServerProcess } from './support/app.js';
+import { SECRET, startServer, storedIdentities, tempDir, type ServerProcess } from './support/app.js';
 import {
   DAY_MS,
   LOOK_BACKS,
@@ -591,22 +591,6 @@ async function serviceCounts(url: string) {
     dau: days.reduce((sum, day) => sum + day.dau, 0),
     new: days.reduce((sum, day) => sum + day.new, 0),
   };
-}
-
-/** The identities of the database (read after the service is gone). */
-function storedIdentities(dataDir: string): Set<string> {
-  const db = new Database(join(dataDir, DATABASE_FILE), { readonly: true });
-  try {
-    return new Set(
-      db
-        .prepare<[], Buffer>('SELECT id FROM identities')
-        .pluck()
-        .all()
-        .map((id) => id.toString('latin1')),
-    );
-  } finally {
-    db.close();
-  }
 }
 
 /** Where the folds of a killed service stood: folded through, and the groups and records left to replay. */

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import Database from 'better-sqlite3';
 import { buildApp, type App, type AppOptions } from '../../src/app.js';
 import { ManualClock } from '../../src/clock.js';
 import { defaultConfig, type Config } from '../../src/config.js';
@@ -136,4 +137,20 @@ export function runCli(
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.once('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
+}
+
+/** The identities of the database (read after the service is gone). */
+export function storedIdentities(dataDir: string): Set<string> {
+  const db = new Database(join(dataDir, DATABASE_FILE), { readonly: true });
+  try {
+    return new Set(
+      db
+        .prepare<[], Buffer>('SELECT id FROM identities')
+        .pluck()
+        .all()
+        .map((id) => id.toString('latin1')),
+    );
+  } finally {
+    db.close();
+  }
 }
