@@ -874,7 +874,6 @@ export class SqliteStore implements Store {
 
   /** The fold's answer: take it in (the unfolded set shrinks, a segment may be reused), or keep the groups. */
   private folded(reply: FoldReply): void {
-    if (reply.type === 'closed') return;
     const groups = this.folding;
     this.folding = [];
     this.recordsFolding = 0;

@@ -1,5 +1,5 @@
 // The fold's thread: reads journal groups from the file and folds them into the database on its own connection.
-import { closeSync, openSync } from 'node:fs';
+import { openSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { createFold } from './fold.js';
@@ -13,11 +13,13 @@ export interface FoldWorkerData {
   maxPageCount: number | null;
 }
 
-/** What the store asks: fold these ranges (a whole number of groups, oldest first), or close. */
-export type FoldRequest = { type: 'fold'; ranges: JournalRange[] } | { type: 'close' };
+/** What the store asks: fold these ranges (whole groups, oldest first); at close it terminates the thread. */
+export interface FoldRequest {
+  type: 'fold';
+  ranges: JournalRange[];
+}
 /** What the thread answers: folded through `seq`, or failed (nothing of the request committed). */
-export type FoldReply =
-  { type: 'folded'; seq: number } | { type: 'failed'; seq: number; message: string } | { type: 'closed' };
+export type FoldReply = { type: 'folded'; seq: number } | { type: 'failed'; seq: number; message: string };
 
 const port = parentPort;
 if (port === null) throw new Error('fold-worker.ts runs as a worker thread');
@@ -31,13 +33,6 @@ const journal = openSync(data.journalPath, 'r');
 const fold = createFold(db);
 
 port.on('message', (request: FoldRequest) => {
-  if (request.type === 'close') {
-    db.close();
-    closeSync(journal);
-    port.postMessage({ type: 'closed' } satisfies FoldReply);
-    port.close();
-    return;
-  }
   const seq = request.ranges[request.ranges.length - 1]?.lastSeq ?? -1;
   try {
     fold(request.ranges.flatMap((range) => readRange(journal, range)));

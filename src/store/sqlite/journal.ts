@@ -331,11 +331,6 @@ export class Journal {
     }
   }
 
-  /** The file descriptor the fold reads from (the same process), kept open until close. */
-  get descriptor(): number {
-    return this.fd;
-  }
-
   /** Writes and syncs what is placed, waits for the syncs in flight, then closes the file. */
   async close(): Promise<void> {
     if (this.syncsInFlight > 0 || this.waiting.length > 0 || this.unwritten.length > 0)
