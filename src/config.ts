@@ -31,6 +31,8 @@ export interface Config {
   readRateLimit: Rate | null;
   /** Client ids of batch ingest per caller (each id is one unit). */
   batchRateLimit: Rate | null;
+  /** Client ids looked up through POST /presence per caller (each id is one unit). */
+  presenceRateLimit: Rate | null;
   addressRateLimit: Rate | null;
   /** Most callers each in-process limiter remembers; the least recently seen is forgotten past it. */
   rateLimitMaxKeys: number;
@@ -38,6 +40,10 @@ export interface Config {
   maxDays: number;
   /** Days the per-minute concurrency series are kept (hours: maxDays). */
   historyMinuteDays: number;
+  /** Days an identity is kept after its last heartbeat (default: maxDays); then it is deleted. */
+  retentionDays: number;
+  /** What POST /presence tells of the last heartbeat: a coarse bucket, or the instant. */
+  presenceDetail: 'buckets' | 'exact';
   apiToken: string | null;
   /** A token for batch ingest only (gateways), besides the API token. */
   ingestToken: string | null;
@@ -196,6 +202,14 @@ export const SETTINGS: readonly Setting[] = [
     help: 'client ids per second that one caller may send through POST /heartbeats, each id counting once (same syntax)',
   },
   {
+    key: 'presenceRateLimit',
+    flag: 'presence-rate-limit',
+    env: 'PRESENCE_RATE_LIMIT',
+    kind: 'rate',
+    default: '5000/s',
+    help: 'client ids per second that one caller may look up through POST /presence, each id counting once (same syntax)',
+  },
+  {
     key: 'addressRateLimit',
     flag: 'address-rate-limit',
     env: 'ADDRESS_RATE_LIMIT',
@@ -240,6 +254,26 @@ export const SETTINGS: readonly Setting[] = [
     min: 1,
     max: 3660,
     help: 'days the per-minute concurrency history is kept (then hours only)',
+  },
+  {
+    key: 'retentionDays',
+    flag: 'retention-days',
+    env: 'RETENTION_DAYS',
+    kind: 'int',
+    // Empty: the value of --max-days (loadConfig).
+    default: '',
+    min: 1,
+    max: 36500,
+    help: 'days an identity is kept after its last heartbeat, then deleted (default: --max-days); see docs/privacy.md',
+  },
+  {
+    key: 'presenceDetail',
+    flag: 'presence-detail',
+    env: 'PRESENCE_DETAIL',
+    kind: 'enum',
+    values: ['buckets', 'exact'],
+    default: 'buckets',
+    help: 'what POST /presence tells of the last heartbeat: now, recently, within_week, ... (buckets) or the instant (exact)',
   },
   {
     key: 'apiToken',
@@ -610,9 +644,11 @@ export function loadConfig(
       throw new ConfigError(nameOf(setting), 'must not be empty; leave it unset to go without it');
     }
     const raw = given ?? setting.default;
-    config[setting.key] = convert(setting, raw);
+    // A default that follows another setting: filled in below.
+    config[setting.key] = raw === '' && setting.kind === 'int' ? null : convert(setting, raw);
   }
   const result = config as unknown as Config;
+  (result as { retentionDays: number | null }).retentionDays ??= result.maxDays;
   if (result.host === null) throw new ConfigError(flagOf('host'), 'must not be empty');
   if (result.dataDir === null) throw new ConfigError(flagOf('dataDir'), 'must not be empty');
   result.trustProxy.forEach(checkCidr);

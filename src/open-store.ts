@@ -18,6 +18,7 @@ export function storeOptions(
   return {
     heartbeatTimeoutMs: config.heartbeatTimeoutMs,
     maxDays: config.maxDays,
+    retentionDays: config.retentionDays,
     maxChannels: config.maxChannels,
     calendar,
     historyMinuteDays: Math.min(config.historyMinuteDays, config.maxDays),

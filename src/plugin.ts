@@ -28,6 +28,7 @@ import { dashboardRoutes } from './routes/dashboard.js';
 import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { ingestRoutes } from './routes/ingest.js';
+import { presenceRoutes } from './routes/presence.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import { ErrorBody } from './routes/schemas.js';
 import type { Store } from './store/store.js';
@@ -136,6 +137,7 @@ export async function installService(app: FastifyInstance, deps: AppDeps, notFou
   await app.register(eventRoutes, deps);
   await app.register(dashboardRoutes, deps);
   await app.register(webhookRoutes, deps);
+  await app.register(presenceRoutes, deps);
   if (deps.alerts !== null) await startAlerts(app, deps, deps.alerts);
 
   if ('onCommit' in store)

@@ -376,6 +376,118 @@ export function storeSuite(name: string, factory: StoreFactory, skips: Skips = {
       assert.deepEqual(await store.peak(null, null, nowMs), { online: 4, atMs: nowMs });
     });
 
+    test('presence: each identity asked about, online or not and when it was last seen, in order', async () => {
+      const store = await make();
+      await store.recordHeartbeats([beat(1, 'home'), beat(2)], T0);
+      await store.recordHeartbeats([beat(3)], T0 + 5 * MINUTE);
+      const nowMs = T0 + 10 * MINUTE + 1;
+      assert.deepEqual(await store.presence([id(3), id(9), id(1), id(3)], null, nowMs), [
+        { online: true, lastSeenMs: T0 + 5 * MINUTE },
+        { online: false, lastSeenMs: null },
+        { online: false, lastSeenMs: T0 },
+        { online: true, lastSeenMs: T0 + 5 * MINUTE },
+      ]);
+      await store.recordHeartbeats([beat(1, 'home'), beat(2, 'shop')], nowMs);
+      assert.deepEqual(
+        (await store.presence([id(1), id(2), id(3)], 'home', nowMs)).map((p) => p.online),
+        [true, false, false],
+        'online on the channel asked about only',
+      );
+      await store.recordLeaves([id(1)], nowMs + 1000);
+      assert.deepEqual(await store.presence([id(1)], null, nowMs + 1000), [{ online: false, lastSeenMs: nowMs }]);
+      assert.deepEqual(await store.presence([], null, nowMs), []);
+    });
+
+    test('presence: an identity that opted out counts everywhere, yet looks never seen until it opts in', async () => {
+      const store = await make();
+      await store.recordHeartbeats([beat(1)], T0);
+      await store.recordHeartbeats([{ ...beat(1, 'home'), presence: false }, beat(2)], T0 + 1000);
+      assert.equal(await store.countOnline(T0 + 1000), 2);
+      assert.equal(await store.countOnline(T0 + 1000, 'home'), 1);
+      assert.equal(await store.countActive(T0 - 1, T0 + 1000), 2);
+      assert.deepEqual(await store.presence([id(1), id(2)], 'home', T0 + 1000), [
+        { online: false, lastSeenMs: null },
+        { online: false, lastSeenMs: T0 + 1000 },
+      ]);
+      // A heartbeat in between without the flag is seen, and the latest decides.
+      await store.recordHeartbeats([{ ...beat(1), presence: false }], T0 + 2000);
+      assert.deepEqual(await store.presence([id(1)], null, T0 + 2000), [{ online: false, lastSeenMs: null }]);
+      await store.recordHeartbeats([beat(1)], T0 + 3000);
+      assert.deepEqual(await store.presence([id(1)], null, T0 + 3000), [{ online: true, lastSeenMs: T0 + 3000 }]);
+      await store.recordHeartbeats([{ ...beat(2), presence: false }], T0 + 4000);
+      if (!factory.reopen) return;
+      const reopened = await factory.reopen(store, options(), T0 + 5000);
+      open.push(reopened);
+      assert.deepEqual(await reopened.presence([id(1), id(2)], null, T0 + 5000), [
+        { online: true, lastSeenMs: T0 + 3000 },
+        { online: false, lastSeenMs: null },
+      ]);
+    });
+
+    test('erasure: the identity is gone from every count and lookup, and comes back as new', async () => {
+      const store = await make();
+      await store.recordHeartbeats([beat(1, 'home'), beat(2, 'home'), beat(3)], T0);
+      await store.recordHeartbeats([{ ...beat(4), presence: false }], T0);
+      assert.equal(await store.erase([id(1), id(9), id(4), id(1)], T0 + 1000), 2, 'found: 1 and 4, once each');
+      assert.equal(await store.countOnline(T0 + 1000), 2);
+      assert.equal(await store.countOnline(T0 + 1000, 'home'), 1);
+      assert.equal(await store.countActive(T0 - 1, T0 + 1000), 2);
+      assert.deepEqual(await store.presence([id(1), id(4), id(2)], null, T0 + 1000), [
+        { online: false, lastSeenMs: null },
+        { online: false, lastSeenMs: null },
+        { online: true, lastSeenMs: T0 },
+      ]);
+      assert.equal(await store.erase([id(1), id(4)], T0 + 2000), 0, 'idempotent');
+      // Aggregates stay: the day still counts four.
+      const [today] = await store.dailyActivity(['2026-03-10']);
+      assert.deepEqual([today?.active, today?.new], [4, 4]);
+      // Back again: online, and new (first seen after the erasure).
+      await store.recordHeartbeats([beat(1)], T0 + 3000);
+      assert.deepEqual(await store.presence([id(1)], null, T0 + 3000), [{ online: true, lastSeenMs: T0 + 3000 }]);
+      assert.equal(await store.countOnline(T0 + 3000), 3);
+      const [after] = await store.dailyActivity(['2026-03-10']);
+      assert.equal(after?.new, 5);
+      await store.erase([id(2)], T0 + 4000);
+      if (!factory.reopen) return;
+      const reopened = await factory.reopen(store, options(), T0 + 5000);
+      open.push(reopened);
+      assert.equal(await reopened.countOnline(T0 + 5000), 2, 'the erasures are durable');
+      assert.equal(await reopened.countOnline(T0 + 5000, 'home'), 0);
+      assert.equal(await reopened.countActive(T0 - 1, T0 + 5000), 2);
+      assert.deepEqual(await reopened.presence([id(2), id(4), id(1)], null, T0 + 5000), [
+        { online: false, lastSeenMs: null },
+        { online: false, lastSeenMs: null },
+        { online: true, lastSeenMs: T0 + 3000 },
+      ]);
+      assert.equal(await reopened.erase([id(2), id(1)], T0 + 6000), 1);
+    });
+
+    test('erasure of an identity online lowers the history at that instant', async () => {
+      const store = await make();
+      await store.recordHeartbeats([beat(1), beat(2)], T0 + 1000);
+      await store.erase([id(1)], T0 + 30_000);
+      await store.settle(T0 + 2 * MINUTE);
+      const [first] = await minutes(store, T0, T0 + MINUTE);
+      assert.deepEqual([first?.max, first?.min], [2, 0]);
+      const [second] = await minutes(store, T0 + MINUTE, T0 + 2 * MINUTE);
+      assert.deepEqual([second?.max, second?.min], [1, 1]);
+    });
+
+    test('retention: an identity not seen for retentionDays is forgotten by lookups and counts', async () => {
+      const store = await make({ retentionDays: 2 });
+      await store.recordHeartbeats([beat(1), beat(2)], T0);
+      await store.recordHeartbeats([beat(2)], T0 + DAY);
+      const nowMs = T0 + 2 * DAY + 1;
+      assert.deepEqual(await store.presence([id(1), id(2)], null, nowMs), [
+        { online: false, lastSeenMs: null },
+        { online: false, lastSeenMs: T0 + DAY },
+      ]);
+      assert.equal(await store.erase([id(1)], nowMs), 0, 'already forgotten');
+      await store.recordHeartbeats([beat(1)], nowMs);
+      const [day] = await store.dailyActivity(['2026-03-12']);
+      assert.equal(day?.new, 1, 'past the retention, an identity that comes back is new');
+    });
+
     test('history survives a close and reopen, and goes on from the count without a dip', async () => {
       if (!factory.reopen) return;
       let store = await factory.create(options(), T0);

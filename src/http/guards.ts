@@ -31,8 +31,12 @@ declare module 'fastify' {
   }
 }
 
-/** `batch`: client ids of batch ingest per second, each request spending as many units as it names ids. */
-export type Budget = 'ingest' | 'read' | 'batch';
+/**
+ * `batch`: client ids of batch ingest per second, each request spending as many units as it names ids; `presence`:
+ * client ids looked up per second, the same way.
+ */
+export type Budget = 'ingest' | 'read' | 'batch' | 'presence';
+const BUDGETS: readonly Budget[] = ['ingest', 'read', 'batch', 'presence'];
 
 /**
  * `token`: the API token when one is configured; `ingest`: the ingest or the API token, off without either;
@@ -46,6 +50,8 @@ export interface Guards {
   requireCredential(credential: Credential, request: FastifyRequest, reply: FastifyReply): void;
   /** Spends `cost` units of the caller's `budget` (and one of its address block's cap), or answers 429. */
   rateLimit(budget: Budget, request: FastifyRequest, reply: FastifyReply, cost?: number): Promise<void>;
+  /** Drops what the limiter holds of an identity (a pseudonym) in every budget: for erasure. */
+  forget(identities: readonly string[]): Promise<void>;
 }
 
 /**
@@ -75,6 +81,7 @@ export function createGuards(
     ingest: config.ingestRateLimit,
     read: config.readRateLimit,
     batch: config.batchRateLimit,
+    presence: config.presenceRateLimit,
   };
   const authFailures = new LRUCache<string, number>({ max: AUTH_FAILURE_MAX_BLOCKS });
 
@@ -123,6 +130,7 @@ export function createGuards(
     ingest: policyOf('ingest'),
     read: policyOf('read'),
     batch: policyOf('batch'),
+    presence: policyOf('presence'),
   };
   const authPolicyField = policyField([{ name: 'auth', rate: AUTH_FAILURE_RATE }]);
 
@@ -201,6 +209,9 @@ export function createGuards(
         if (!decision.allowed) deny(reply, policy, limits, decision.retryAfterMs);
       }
       announce(reply, policy, limits);
+    },
+    forget(identities) {
+      return limiter.forget(identities.flatMap((identity) => BUDGETS.map((budget) => limiterKey(budget, identity))));
     },
   };
 }

@@ -4,7 +4,7 @@ import type { RateDecision } from '../ratelimit/limiter.js';
 
 /** A limit that applies to a request: its policy name and its rate. */
 export interface Policy {
-  name: 'ingest' | 'read' | 'batch' | 'address' | 'auth';
+  name: 'ingest' | 'read' | 'batch' | 'presence' | 'address' | 'auth';
   rate: Rate;
 }
 

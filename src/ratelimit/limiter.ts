@@ -16,6 +16,8 @@ export interface RateDecision {
 export interface RateLimiterStore {
   /** `cost`: how many of the rate's units this request spends (ids of a batch, days of a wide read); 1 by default. */
   take(key: string, rate: Rate, nowMs: number, cost?: number): RateDecision | Promise<RateDecision>;
+  /** Drops the state of these keys (an erased identity's budgets): resolves once it is gone. */
+  forget(keys: readonly string[]): Promise<void>;
 }
 
 /**

@@ -26,6 +26,10 @@ export class MemoryRateLimiterStore implements RateLimiterStore {
     return decision;
   }
 
+  async forget(keys: readonly string[]): Promise<void> {
+    for (const key of keys) this.tatMs.delete(key);
+  }
+
   get size(): number {
     return this.tatMs.size;
   }

@@ -34,8 +34,13 @@ export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
     return null;
   };
   const Channel = channelSchema(config.maxChannelLength);
+  const Presence = Type.Boolean({
+    description:
+      'false: count this client in every figure, but POST /presence answers `never` for it until a heartbeat ' +
+      'comes without the flag (see docs/privacy.md)',
+  });
   const HeartbeatBody = Type.Object(
-    { client_id: Type.Optional(ClientId), channel: Type.Optional(Channel) },
+    { client_id: Type.Optional(ClientId), channel: Type.Optional(Channel), presence: Type.Optional(Presence) },
     { additionalProperties: false },
   );
 
@@ -69,10 +74,12 @@ export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
     },
     async (request, reply) => {
       const caller = guards.callerOf(request);
-      const outcome = await store.recordHeartbeats(
-        [{ identity: caller.identity, channel: channelOf(request.body.channel, reply, 1) }],
-        clock.nowMs(),
-      );
+      const channel = channelOf(request.body.channel, reply, 1);
+      const beat =
+        request.body.presence === false
+          ? { identity: caller.identity, channel, presence: false }
+          : { identity: caller.identity, channel };
+      const outcome = await store.recordHeartbeats([beat], clock.nowMs());
       deps.metrics.heartbeatsAccepted(1);
       if (outcome.channelsRefused > 0) {
         deps.metrics.heartbeatsRejected('channel_limit', outcome.channelsRefused);
@@ -128,6 +135,7 @@ export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
           {
             client_ids: Type.Array(ClientId, { minItems: 1, maxItems: config.maxBatchIds }),
             channel: Type.Optional(Channel),
+            presence: Type.Optional(Presence),
           },
           { additionalProperties: false },
         ),
@@ -149,7 +157,12 @@ export const ingestRoutes: FastifyPluginAsyncTypebox<AppDeps> = async (app, deps
     },
     async (request, reply) => {
       const channel = channelOf(request.body.channel, reply, request.body.client_ids.length);
-      const beats = request.body.client_ids.map((clientId) => ({ identity: deps.identityOfClient(clientId), channel }));
+      const hidden = request.body.presence === false;
+      const beats = request.body.client_ids.map((clientId) =>
+        hidden
+          ? { identity: deps.identityOfClient(clientId), channel, presence: false }
+          : { identity: deps.identityOfClient(clientId), channel },
+      );
       const outcome = await store.recordHeartbeats(beats, clock.nowMs());
       deps.metrics.heartbeatsAccepted(beats.length);
       if (outcome.channelsRefused > 0) {

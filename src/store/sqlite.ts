@@ -42,6 +42,7 @@ import type {
   CountObserver,
   DayActivity,
   HeartbeatRecord,
+  PresenceRecord,
   OutboxEntry,
   RecordOutcome,
   Store,
@@ -84,19 +85,28 @@ type Pending =
       fail: (error: Error) => void;
     }
   | { kind: 'leaves'; identities: readonly string[]; nowMs: number; done: () => void; fail: (error: Error) => void }
+  | {
+      kind: 'erase';
+      identities: readonly string[];
+      nowMs: number;
+      done: (found: number) => void;
+      fail: (error: Error) => void;
+    }
   | { kind: 'settle'; nowMs: number; done: () => void; fail: (error: Error) => void }
   | { kind: 'work'; run: () => void; nowMs: number; done: () => void; fail: (error: Error) => void };
 
 /**
- * An identity with heartbeats in the journal that the database's view does not hold yet: what the view says
- * (`tableMs`), what is true (`currentMs`), and, while a fold that holds its last heartbeat is in flight, what the
- * view will say once that fold is in (`foldMs`). countActive corrects the view's count of one minute with it.
+ * An identity with heartbeats (or an erasure) in the journal that the database's view does not hold yet: what the view
+ * says (`tableMs`), what is true (`currentMs`, null once erased), whether its last heartbeat opted out of presence
+ * lookups, and, while a fold that holds its last record is in flight, what the view will say once that fold is in
+ * (`foldMs`; undefined: no such fold). countActive corrects the view's count of one minute with it.
  */
 interface Unfolded {
   tableMs: number | null;
-  currentMs: number;
+  currentMs: number | null;
+  hidden: boolean;
   lastSeq: number;
-  foldMs: number | null;
+  foldMs: number | null | undefined;
 }
 
 /** How often the aggregates are saved and the journal's new groups handed to the fold, in ms. */
@@ -108,6 +118,15 @@ const FOLD_EARLY_RECORDS = 16_384;
  * than the heartbeats, or failing (a full disk), leaves a bounded backlog to fold: about 5 MB of rows at most.
  */
 const MAX_UNFOLDED_RECORDS = 65_536;
+/**
+ * Identities past the retention deleted per fold request, at most: one short transaction on the fold's thread, so a
+ * purge of millions goes by in small steps between folds and never holds the heartbeats' journal (measured in
+ * docs/benchmarks.md).
+ */
+const PURGE_BATCH = 2_000;
+/** How often the fold's thread looks for identities past the retention when the last look found none, in ms. */
+const PURGE_INTERVAL_MS = 60_000;
+const DAY_MS = 86_400_000;
 
 interface HourRowData {
   hour_ms: number;
@@ -208,6 +227,13 @@ export class SqliteStore implements Store {
   private readonly saveTimer: NodeJS.Timeout;
   private saving: Promise<void> | null = null;
   private foldWaiters: (() => void)[] = [];
+  /** An erasure is in the journal: once it is folded, the journal is wiped (see wipeJournal). */
+  private wipeAfterSeq: number | null = null;
+  /** New writes wait while the journal is brought to all folded for a wipe. */
+  private quiescing = false;
+  /** When the last purge found fewer than a batch (it looks again PURGE_INTERVAL_MS later, by the callers' clock). */
+  private lastPurgeDoneMs: number;
+  private readonly retentionMs: number;
 
   private constructor(
     db: Database.Database,
@@ -217,6 +243,9 @@ export class SqliteStore implements Store {
     private readonly maxPageCount: number | null,
   ) {
     this.db = db;
+    this.retentionMs = (options.retentionDays ?? options.maxDays) * DAY_MS;
+    // The first look for identities past the retention comes a minute after the start, not with the first save.
+    this.lastPurgeDoneMs = nowMs;
     this.online = new OnlineIndex(options.heartbeatTimeoutMs);
     this.channels = new ChannelIndex(options.heartbeatTimeoutMs, options.maxChannels);
     this.activity = new ActivityIndex(options.maxDays);
@@ -274,6 +303,9 @@ export class SqliteStore implements Store {
     this.view.pragma('busy_timeout = 5000');
     this.viewStatements = {
       lastSeen: this.view.prepare<[Buffer], number>('SELECT last_seen_ms FROM identities WHERE id = ?').pluck(),
+      presence: this.view
+        .prepare<[Buffer], [number, number]>('SELECT last_seen_ms, hidden FROM identities WHERE id = ?')
+        .raw(),
       folded: this.view.prepare<[], string>(`SELECT value FROM meta WHERE key = '${FOLDED_KEY}'`).pluck(),
       countSeenBetween: this.view
         .prepare<[number, number], number>(
@@ -315,7 +347,19 @@ export class SqliteStore implements Store {
           this.applyLeave(record.identity, atMs);
           continue;
         }
-        const channel = this.applyBeat(record.identity, record.channel, atMs, group.seq, counted);
+        if (record.kind === 'erase') {
+          this.applyErase(record.identity, atMs, group.seq);
+          this.wipeAfterSeq = group.seq;
+          continue;
+        }
+        const channel = this.applyBeat(
+          record.identity,
+          record.channel,
+          record.hidden === true,
+          atMs,
+          group.seq,
+          counted,
+        );
         if (!counted) continue;
         raise(TOTAL, this.online.count(atMs), atMs);
         if (channel !== null) raise(channel, this.channels.count(channel, atMs), atMs);
@@ -441,6 +485,9 @@ export class SqliteStore implements Store {
       if (files.cacheBytes !== undefined) db.pragma(`cache_size = -${Math.ceil(files.cacheBytes / 1024)}`);
       db.exec(SCHEMA);
       moveSketches(db);
+      addHiddenColumn(db);
+      // Deleted rows are overwritten with zeros, not left in free space (docs/privacy.md).
+      db.pragma('secure_delete = ON');
       // Checkpoints run on the fold's thread, after its commits, never on the event loop.
       db.pragma('wal_autocheckpoint = 0');
       let maxPageCount: number | null = null;
@@ -498,6 +545,47 @@ export class SqliteStore implements Store {
     return new Promise((done, fail) => this.enqueue({ kind: 'leaves', identities, nowMs, done, fail }));
   }
 
+  erase(identities: readonly string[], nowMs: number): Promise<number> {
+    return new Promise((done, fail) => this.enqueue({ kind: 'erase', identities, nowMs, done, fail }));
+  }
+
+  /**
+   * From the unfolded set, else the view (one read transaction for all): the last heartbeat and the opt-out. Online
+   * from the in-memory indexes.
+   */
+  async presence(identities: readonly string[], channel: string | null, nowMs: number): Promise<PresenceRecord[]> {
+    this.assertOpen();
+    const cutoffMs = nowMs - this.retentionMs;
+    const answers: PresenceRecord[] = [];
+    try {
+      for (const identity of identities) {
+        const entry = this.unfolded.get(identity);
+        let lastSeenMs: number | null = null;
+        let hidden = false;
+        if (entry !== undefined) {
+          lastSeenMs = entry.currentMs;
+          hidden = entry.hidden;
+        } else {
+          this.viewRead();
+          const row = this.viewStatements.presence.get(toBlob(identity));
+          if (row !== undefined) [lastSeenMs, hidden] = [row[0], row[1] === 1];
+        }
+        if (lastSeenMs === null || lastSeenMs < cutoffMs || hidden) {
+          answers.push({ online: false, lastSeenMs: null });
+          continue;
+        }
+        const online =
+          channel === null
+            ? this.online.lastSeen(identity, nowMs) !== undefined
+            : this.channels.lastSeen(channel, identity, nowMs) !== undefined;
+        answers.push({ online, lastSeenMs });
+      }
+    } finally {
+      this.endViewRead();
+    }
+    return answers;
+  }
+
   private enqueue(pending: Pending): void {
     if (this.closed) {
       pending.fail(new StoreUnavailableError('closed'));
@@ -516,8 +604,8 @@ export class SqliteStore implements Store {
       const failure = new StoreUnavailableError(this.commitFailure.message, { cause: this.commitFailure });
       const waiting = [...this.stalled, ...batch];
       this.stalled = [];
-      for (const pending of waiting) if (pending.kind === 'beats' || pending.kind === 'leaves') pending.fail(failure);
-      batch = waiting.filter((pending) => pending.kind !== 'beats' && pending.kind !== 'leaves');
+      for (const pending of waiting) if (journaled(pending)) pending.fail(failure);
+      batch = waiting.filter((pending) => !journaled(pending));
     }
     // A group larger than half a segment is split by request; a request alone larger than that is refused.
     const limit = this.journal.segmentBytes / 2;
@@ -544,7 +632,7 @@ export class SqliteStore implements Store {
       if (chunk.length > 0) this.flush(chunk);
       return;
     }
-    if (this.stalled.length > 0 || !this.journalHasRoom(groupBytes)) {
+    if (this.stalled.length > 0 || this.quiescing || !this.journalHasRoom(groupBytes)) {
       this.stalled.push(...batch);
       return;
     }
@@ -554,9 +642,10 @@ export class SqliteStore implements Store {
     const outcomes: RecordOutcome[] = [];
     const works: Pending[] = [];
     const refused: Pending[] = [];
+    const found: number[] = [];
     let heartbeats = 0;
     try {
-      this.applyBatch(batch, seq, records, outcomes, works, refused, (count) => (heartbeats += count));
+      this.applyBatch(batch, seq, records, outcomes, found, works, refused, (count) => (heartbeats += count));
     } finally {
       this.endViewRead();
     }
@@ -596,8 +685,10 @@ export class SqliteStore implements Store {
     const acknowledge = () => {
       this.onCommit?.(heartbeats, performance.now() - startedMs);
       let outcome = 0;
+      let erasure = 0;
       for (const pending of accepted) {
         if (pending.kind === 'beats') pending.done(outcomes[outcome++] as RecordOutcome);
+        else if (pending.kind === 'erase') pending.done(found[erasure++] as number);
         else pending.done();
       }
     };
@@ -616,13 +707,14 @@ export class SqliteStore implements Store {
     seq: number,
     records: JournalRecord[],
     outcomes: RecordOutcome[],
+    found: number[],
     works: Pending[],
     refused: Pending[],
     counted: (heartbeats: number) => void,
   ): void {
     for (const pending of batch) {
       const nowMs = Math.max(pending.nowMs, this.lastNowMs);
-      if (pending.kind === 'beats' || pending.kind === 'leaves') {
+      if (journaled(pending)) {
         // The journal would take them, but they could not be folded: refused until a write succeeds again.
         if (this.commitFailure !== null) {
           refused.push(pending);
@@ -631,6 +723,15 @@ export class SqliteStore implements Store {
         if (pending.kind === 'beats') {
           outcomes.push(this.recordBeats(pending.beats, nowMs, seq, records));
           counted(pending.beats.length);
+        } else if (pending.kind === 'erase') {
+          let known = 0;
+          // Each identity once: a name given twice is found once.
+          for (const identity of new Set(pending.identities)) {
+            if (this.applyErase(identity, nowMs, seq)) known++;
+            records.push({ kind: 'erase', identity, atMs: nowMs });
+          }
+          found.push(known);
+          this.wipeAfterSeq = seq;
         } else
           for (const identity of pending.identities) {
             this.applyLeave(identity, nowMs);
@@ -668,10 +769,12 @@ export class SqliteStore implements Store {
     records: JournalRecord[],
   ): RecordOutcome {
     let channelsRefused = 0;
-    for (const { identity, channel } of beats) {
-      const tracked = this.applyBeat(identity, channel, nowMs, seq, true);
+    for (const { identity, channel, presence } of beats) {
+      const hidden = presence === false;
+      const tracked = this.applyBeat(identity, channel, hidden, nowMs, seq, true);
       if (channel !== null && tracked === null) channelsRefused++;
-      records.push({ kind: 'beat', identity, atMs: nowMs, channel: tracked });
+      if (hidden) records.push({ kind: 'beat', identity, atMs: nowMs, channel: tracked, hidden });
+      else records.push({ kind: 'beat', identity, atMs: nowMs, channel: tracked });
     }
     return { channelsRefused };
   }
@@ -683,12 +786,13 @@ export class SqliteStore implements Store {
   private applyBeat(
     identity: string,
     channel: string | null,
+    hidden: boolean,
     nowMs: number,
     seq: number,
     counted: boolean,
   ): string | null {
     const entry = this.unfolded.get(identity);
-    const oldMs = entry?.currentMs ?? this.online.lastSeen(identity, nowMs) ?? this.lookUpLastSeen(identity) ?? null;
+    const oldMs = this.lastSeenOf(identity, entry, nowMs);
     const { key: dayKey, startMs: dayStartMs } = this.options.calendar.dayOf(nowMs);
     this.rollDay(dayKey);
     if (oldMs === null || oldMs < dayStartMs) {
@@ -697,7 +801,8 @@ export class SqliteStore implements Store {
       if (counted) {
         const day = this.unsavedDays.get(dayKey) ?? { active: 0, new: 0 };
         day.active++;
-        if (oldMs === null) day.new++;
+        // Past the retention an identity is forgotten, whether or not the purge has deleted it yet.
+        if (oldMs === null || oldMs < nowMs - this.retentionMs) day.new++;
         this.unsavedDays.set(dayKey, day);
       }
     }
@@ -708,13 +813,33 @@ export class SqliteStore implements Store {
       this.channels.touch(channel, identity, nowMs);
       tracked = channel;
     }
-    this.markUnfolded(identity, entry, oldMs, nowMs, seq);
+    this.markUnfolded(identity, entry, oldMs, nowMs, hidden, seq);
     return tracked;
+  }
+
+  /** The last heartbeat of `identity` as the store knows it (null: none, or erased), wherever that is kept. */
+  private lastSeenOf(identity: string, entry: Unfolded | undefined, nowMs: number): number | null {
+    if (entry !== undefined) return entry.currentMs;
+    return this.online.lastSeen(identity, nowMs) ?? this.lookUpLastSeen(identity) ?? null;
   }
 
   private lookUpLastSeen(identity: string): number | undefined {
     this.viewRead();
     return this.viewStatements.lastSeen.get(toBlob(identity));
+  }
+
+  /**
+   * An erasure into the indexes: offline at once (the history sees the fall), no longer counted as active, and unknown
+   * from now on. Whether it was known (seen within the retention).
+   */
+  private applyErase(identity: string, nowMs: number, seq: number): boolean {
+    const entry = this.unfolded.get(identity);
+    const oldMs = this.lastSeenOf(identity, entry, nowMs);
+    this.online.remove(identity, nowMs);
+    this.channels.removeEverywhere(identity, nowMs);
+    if (oldMs !== null) this.activity.add(oldMs, -1);
+    this.markUnfolded(identity, entry, oldMs, null, false, seq);
+    return oldMs !== null && oldMs >= nowMs - this.retentionMs;
   }
 
   private applyLeave(identity: string, nowMs: number): void {
@@ -727,19 +852,21 @@ export class SqliteStore implements Store {
     identity: string,
     entry: Unfolded | undefined,
     oldMs: number | null,
-    nowMs: number,
+    nowMs: number | null,
+    hidden: boolean,
     seq: number,
   ) {
     if (entry === undefined) {
-      const created: Unfolded = { tableMs: oldMs, currentMs: nowMs, lastSeq: seq, foldMs: null };
+      const created: Unfolded = { tableMs: oldMs, currentMs: nowMs, hidden, lastSeq: seq, foldMs: undefined };
       this.unfolded.set(identity, created);
       if (oldMs !== null) indexAdd(this.unfoldedByTableMinute, oldMs, created);
       return;
     }
-    // The fold in flight holds its last heartbeat: once it is in, the view says that.
-    if (this.foldingSeq !== null && entry.lastSeq <= this.foldingSeq && entry.foldMs === null)
+    // The fold in flight holds its last record: once it is in, the view says that.
+    if (this.foldingSeq !== null && entry.lastSeq <= this.foldingSeq && entry.foldMs === undefined)
       entry.foldMs = entry.currentMs;
     entry.currentMs = nowMs;
+    entry.hidden = hidden;
     entry.lastSeq = seq;
   }
 
@@ -818,11 +945,15 @@ export class SqliteStore implements Store {
     this.requestFold();
   }
 
-  /** Hands the groups the saved aggregates count to the fold's thread (one fold in flight at a time). */
+  /**
+   * Hands the groups the saved aggregates count to the fold's thread (one fold in flight at a time), with a batch of
+   * the purge when one is due.
+   */
   private requestFold(): void {
-    if (this.foldingSeq !== null || this.toFold.length === 0) return;
+    if (this.foldingSeq !== null) return;
     const groups = this.toFold.filter((group) => group.seq <= this.savedSeq);
-    if (groups.length === 0) return;
+    const purgeDue = this.lastNowMs - this.lastPurgeDoneMs >= PURGE_INTERVAL_MS;
+    if (groups.length === 0 && !purgeDue) return;
     this.toFold = this.toFold.slice(groups.length);
     this.recordsToFold = this.toFold.reduce((sum, group) => sum + group.records.length, 0);
     const ranges: JournalRange[] = [];
@@ -834,10 +965,12 @@ export class SqliteStore implements Store {
       } else
         ranges.push({ from: group.offset, to: group.offset + group.bytes, firstSeq: group.seq, lastSeq: group.seq });
     }
-    this.foldingSeq = (groups[groups.length - 1] as JournalGroup).seq;
+    // -1: a request with no groups (a purge only), folded through what was folded already.
+    this.foldingSeq = groups[groups.length - 1]?.seq ?? this.foldedSeq;
     this.folding = groups;
     this.recordsFolding = groups.reduce((sum, group) => sum + group.records.length, 0);
-    this.foldWorker().postMessage({ type: 'fold', ranges } satisfies FoldRequest);
+    const purge = purgeDue ? { beforeMs: this.lastNowMs - this.retentionMs, limit: PURGE_BATCH } : null;
+    this.foldWorker().postMessage({ type: 'fold', ranges, purge } satisfies FoldRequest);
   }
 
   /** The groups of the fold in flight, given back to toFold when it fails. */
@@ -883,10 +1016,12 @@ export class SqliteStore implements Store {
       this.recordsToFold += groups.reduce((sum, group) => sum + group.records.length, 0);
       this.commitFailure = new Error(reply.message);
     } else {
-      this.foldedSeq = reply.seq;
+      if (reply.seq >= 0) this.foldedSeq = reply.seq;
       // The save before it and the fold succeeded: writes succeed again.
       if (this.commitFailure !== null) this.recovered();
-      this.takeInFold(reply.seq);
+      this.takeInFold(this.foldedSeq);
+      this.forgetPurged(reply.purged);
+      this.wipeJournal();
     }
     // Batches waiting for room go on: written now that the fold made room, or refused now that it failed (nothing
     // else would wake them).
@@ -900,17 +1035,61 @@ export class SqliteStore implements Store {
     for (const waiter of waiters) waiter();
   }
 
+  /**
+   * Identities the purge deleted (past the retention) leave the activity index; one with heartbeats not folded yet was
+   * moved in it already, and the view no longer holds its old row.
+   */
+  private forgetPurged(purged: readonly [string, number][]): void {
+    if (purged.length < PURGE_BATCH) this.lastPurgeDoneMs = this.lastNowMs;
+    for (const [identity, lastSeenMs] of purged) {
+      const entry = this.unfolded.get(identity);
+      // An entry that read the purged row moved the identity out of that minute already; one made after the purge's
+      // commit (its lookup found nothing) did not.
+      if (entry?.tableMs !== lastSeenMs) this.activity.add(lastSeenMs, -1);
+      if (entry === undefined || entry.tableMs === null) continue;
+      indexDelete(this.unfoldedByTableMinute, entry.tableMs, entry);
+      entry.tableMs = null;
+    }
+  }
+
+  /**
+   * Once an erasure is folded, the journal, whose folded groups still name the erased, is zeroed: at once when every
+   * group is folded, else new writes wait (a fold or two, tens of ms) while what is left is saved and folded.
+   */
+  private wipeJournal(): void {
+    if (this.wipeAfterSeq === null || this.foldedSeq < this.wipeAfterSeq) return;
+    const allFolded = this.foldedSeq === this.journal.nextSeq - 1 && this.toFold.length === 0;
+    if (allFolded && this.journal.wipe()) {
+      this.wipeAfterSeq = null;
+      this.quiescing = false;
+      return;
+    }
+    this.quiescing = true;
+    // A sync still in flight (or groups to fold): the next save, within SAVE_INTERVAL_MS, folds them and tries again.
+    setTimeout(() => {
+      if (this.foldingSeq === null && !this.closed) {
+        void this.save();
+        if (this.toFold.length === 0) this.wipeJournal();
+        if (!this.quiescing && this.stalled.length > 0) {
+          const stalled = this.stalled;
+          this.stalled = [];
+          this.flush(stalled);
+        }
+      }
+    }, 1).unref();
+  }
+
   /** The view now holds every group through `seq`: identities with nothing later leave the unfolded set. */
   private takeInFold(seq: number): void {
     for (const [identity, entry] of this.unfolded) {
-      if (entry.lastSeq > seq && entry.foldMs === null) continue;
+      if (entry.lastSeq > seq && entry.foldMs === undefined) continue;
       if (entry.tableMs !== null) indexDelete(this.unfoldedByTableMinute, entry.tableMs, entry);
       if (entry.lastSeq <= seq) {
         this.unfolded.delete(identity);
         continue;
       }
-      entry.tableMs = entry.foldMs;
-      entry.foldMs = null;
+      entry.tableMs = entry.foldMs ?? null;
+      entry.foldMs = undefined;
       if (entry.tableMs !== null) indexAdd(this.unfoldedByTableMinute, entry.tableMs, entry);
     }
   }
@@ -1249,6 +1428,8 @@ export class SqliteStore implements Store {
       this.stalled = [];
       await this.journal.sync();
       if (this.commitFailure !== null) throw this.commitFailure;
+      // Everything is folded: an erasure's names leave the journal now rather than at the next start.
+      if (this.wipeAfterSeq !== null && this.journal.wipe()) this.wipeAfterSeq = null;
       this.saveToday();
       this.saveHistoryAtClose();
       this.takeObserved();
@@ -1281,6 +1462,13 @@ export class SqliteStore implements Store {
   private assertOpen(): void {
     if (this.closed) throw new StoreUnavailableError('closed');
   }
+}
+
+/** Databases from before the opt-out have no `hidden` column: added once, on open (everyone visible). */
+function addHiddenColumn(db: Database.Database): void {
+  const columns = db.prepare<[], { name: string }>('PRAGMA table_info(identities)').all();
+  if (!columns.some((column) => column.name === 'hidden'))
+    db.exec('ALTER TABLE identities ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0');
 }
 
 /** Data written before day_sketches existed kept each sketch in its daily_activity row: moved once, on open. */
@@ -1362,6 +1550,12 @@ function batchBytes(batch: readonly Pending[]): number {
     if (pending.kind === 'beats')
       for (const beat of pending.beats)
         bytes += 16 + beat.identity.length + (beat.channel === null ? 0 : Buffer.byteLength(beat.channel));
-    else if (pending.kind === 'leaves') for (const identity of pending.identities) bytes += 16 + identity.length;
+    else if (pending.kind === 'leaves' || pending.kind === 'erase')
+      for (const identity of pending.identities) bytes += 16 + identity.length;
   return bytes;
+}
+
+/** What goes to the journal: heartbeats, leaves and erasures. */
+function journaled(pending: Pending): pending is Extract<Pending, { kind: 'beats' | 'leaves' | 'erase' }> {
+  return pending.kind === 'beats' || pending.kind === 'leaves' || pending.kind === 'erase';
 }

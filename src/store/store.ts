@@ -8,6 +8,19 @@ import type { Calendar } from '../calendar.js';
 export interface HeartbeatRecord {
   identity: string;
   channel: string | null;
+  /**
+   * false: the identity opted out of presence lookups (`"presence": false`); it counts in every aggregate, but
+   * `presence()` answers as if it was never seen until a heartbeat comes without the flag. Absent: true.
+   */
+  presence?: boolean;
+}
+
+/** What a presence lookup tells of one identity (docs/privacy.md). */
+export interface PresenceRecord {
+  /** Online now (on the channel asked about, if any); false while it opted out. */
+  online: boolean;
+  /** Its last heartbeat on any channel; null when never seen, erased, past the retention, or opted out. */
+  lastSeenMs: number | null;
 }
 
 export interface RecordOutcome {
@@ -150,6 +163,11 @@ export interface StoreOptions {
   historyMinuteDays: number;
   /** Most deliveries the webhook outbox keeps (default 10,000): past it the oldest go, delivered ones first. */
   outboxMax?: number;
+  /**
+   * Days an identity is kept after its last heartbeat (--retention-days, default maxDays): past them it is deleted
+   * in the background, and lookups answer as if it was never seen. Aggregates (day counts, sketches, history) stay.
+   */
+  retentionDays?: number;
 }
 
 /**
@@ -163,6 +181,17 @@ export interface Store {
    * are durable (committed), so an acknowledged heartbeat survives a crash.
    */
   recordHeartbeats(beats: readonly HeartbeatRecord[], nowMs: number): Promise<RecordOutcome>;
+  /**
+   * Each identity's status, in the order asked: online (on `channel`, if given) and its last heartbeat. Answers only
+   * about identities named; there is no way to list them.
+   */
+  presence(identities: readonly string[], channel: string | null, nowMs: number): Promise<PresenceRecord[]>;
+  /**
+   * Removes identities everywhere the store keeps one (last and first heartbeat, channels, the online indexes, the
+   * opt-out): they stop counting as online and as active, and one that beats again is new. Aggregates stay.
+   * Resolves, once durable, with how many of them were known (idempotent: again, 0).
+   */
+  erase(identities: readonly string[], nowMs: number): Promise<number>;
   /** Marks identities offline at once, on every channel; they stay counted as active. */
   recordLeaves(identities: readonly string[], nowMs: number): Promise<void>;
   /** Identities (on `channel`, if given) whose last heartbeat is within the timeout, exact at `nowMs`. */

@@ -14,13 +14,17 @@ const HASH_BYTES = 16;
 const RECORD_HEADER_BYTES = 16;
 const BEAT = 1;
 const LEAVE = 2;
+const ERASE = 3;
+/** A record's flags byte (its second): a heartbeat that opted out of presence lookups. */
+const HIDDEN = 1;
 const NO_CHANNEL = 0xffff;
 /** fdatasync calls in flight at once: a group need not wait for the one before it, and the pool keeps threads free. */
 const MAX_SYNCS_IN_FLIGHT = 2;
 
 export type JournalRecord =
-  | { kind: 'beat'; identity: string; atMs: number; channel: string | null }
-  | { kind: 'leave'; identity: string; atMs: number };
+  | { kind: 'beat'; identity: string; atMs: number; channel: string | null; hidden?: boolean }
+  | { kind: 'leave'; identity: string; atMs: number }
+  | { kind: 'erase'; identity: string; atMs: number };
 
 /** One group as it lies in the file. */
 export interface JournalGroup {
@@ -53,7 +57,8 @@ export function encodeGroup(records: readonly JournalRecord[], epoch: number, se
   let at = SLOT_BYTES;
   for (const record of records) {
     const channel = record.kind === 'beat' ? record.channel : null;
-    buffer.writeUInt8(record.kind === 'beat' ? BEAT : LEAVE, at);
+    buffer.writeUInt8(record.kind === 'beat' ? BEAT : record.kind === 'leave' ? LEAVE : ERASE, at);
+    if (record.kind === 'beat' && record.hidden === true) buffer.writeUInt8(HIDDEN, at + 1);
     buffer.writeUInt16LE(record.identity.length, at + 2);
     const identityAt = at + RECORD_HEADER_BYTES;
     const channelAt = identityAt + buffer.write(record.identity, identityAt, 'latin1');
@@ -100,9 +105,12 @@ export function decodeGroup(segment: Buffer, at: number, base: number): JournalG
     const identity = group.toString('latin1', identityAt, identityAt + identityBytes);
     const channelAt = identityAt + identityBytes;
     if (kind === LEAVE) records.push({ kind: 'leave', identity, atMs });
+    else if (kind === ERASE) records.push({ kind: 'erase', identity, atMs });
     else {
       const channel = channelBytes === NO_CHANNEL ? null : group.toString('utf8', channelAt, channelAt + channelBytes);
-      records.push({ kind: 'beat', identity, atMs, channel });
+      if ((group.readUInt8(from + 1) & HIDDEN) !== 0)
+        records.push({ kind: 'beat', identity, atMs, channel, hidden: true });
+      else records.push({ kind: 'beat', identity, atMs, channel });
     }
     from = channelAt + (channelBytes === NO_CHANNEL ? 0 : channelBytes);
   }
@@ -157,6 +165,8 @@ export class Journal {
   /** The last seq written into each segment in its current epoch (-1: none). */
   private readonly lastSeqOf: [number, number];
   private syncsInFlight = 0;
+  /** How far each segment may hold anything written (what a wipe zeroes): all of it until the first wipe. */
+  private readonly usedBytes: [number, number];
   private unwritten: { at: number; bytes: Buffer }[] = [];
   private waiting: { done: () => void; fail: (error: Error) => void }[] = [];
 
@@ -168,6 +178,7 @@ export class Journal {
   ) {
     this.cursor = cursor;
     this.lastSeqOf = lastSeqOf;
+    this.usedBytes = [segmentBytes, segmentBytes];
   }
 
   /**
@@ -272,6 +283,7 @@ export class Journal {
     // Written by the next sync, with the groups appended meanwhile: one write and one fdatasync for all of them.
     this.unwritten.push({ at, bytes: group });
     this.lastSeqOf[segment] = seq;
+    this.usedBytes[segment] = Math.max(this.usedBytes[segment] as number, offset + group.length);
     this.cursor = { epoch, offset: offset + group.length, seq: seq + 1 };
     return { seq, epoch, offset: at, bytes: group.length, records: records as JournalRecord[] };
   }
@@ -329,6 +341,27 @@ export class Journal {
       if (written !== bytes) throw new Error(`the journal took ${written} of ${bytes} bytes`);
       from = to;
     }
+  }
+
+  /**
+   * Zeroes everything the journal holds and begins a new chain at the start of the other segment, keeping the seq:
+   * what erasure asks (docs/privacy.md), since folded groups still name the identities they held. Only when the caller
+   * has every group folded: nothing in the file is needed again, and a crash midway leaves folded groups only, which
+   * no open replays. False (nothing done) while a write or sync is pending; the caller tries again.
+   */
+  wipe(): boolean {
+    if (this.syncsInFlight > 0 || this.waiting.length > 0 || this.unwritten.length > 0) return false;
+    const zeros = Buffer.alloc(1024 * 1024);
+    for (const segment of [0, 1] as const) {
+      const used = this.usedBytes[segment];
+      for (let at = 0; at < used; at += zeros.length)
+        writeSync(this.fd, zeros, 0, Math.min(zeros.length, used - at), segment * this.segmentBytes + at);
+      this.usedBytes[segment] = 0;
+      this.lastSeqOf[segment] = -1;
+    }
+    // The zeros reach the disk with the next group's fdatasync, before that group is acknowledged.
+    this.cursor = { epoch: this.cursor.epoch + 1, offset: 0, seq: this.cursor.seq };
+    return true;
   }
 
   /** Writes and syncs what is placed, waits for the syncs in flight, then closes the file. */

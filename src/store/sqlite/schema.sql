@@ -6,12 +6,15 @@ CREATE TABLE IF NOT EXISTS meta (
   value TEXT NOT NULL
 ) WITHOUT ROWID;
 
--- One row per identity ever seen. left_ms: set by /leave, cleared by the next heartbeat.
+-- One row per identity seen within the retention (--retention-days). left_ms: set by /leave, cleared by the next
+-- heartbeat. hidden: 1 while its last heartbeat opted out of presence lookups ("presence": false); databases from
+-- before it get the column when opened (sqlite.ts).
 CREATE TABLE IF NOT EXISTS identities (
   id BLOB PRIMARY KEY,
   first_seen_ms INTEGER NOT NULL,
   last_seen_ms INTEGER NOT NULL,
-  left_ms INTEGER
+  left_ms INTEGER,
+  hidden INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 
 -- Serves "active since T" at minute edges, the online set at start-up and the minute counts rebuild.
