@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, readSync, readdirSync, readlinkSync, statSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -321,6 +321,55 @@ describe('journal file', () => {
     assert.deepEqual(seqs(after500), [501, 502]);
     assert.deepEqual((await reopen(path, 500)).unfolded, after500);
     assert.equal(statSync(path).size, 2 * SEGMENT);
+  });
+
+  it('keeps erasures and opted-out heartbeats as they were written', async () => {
+    const path = fresh();
+    const records: JournalRecord[] = [
+      { kind: 'beat', identity: identity(1), atMs: T0, channel: 'lobby', hidden: true },
+      { kind: 'beat', identity: identity(1), atMs: T0 + 1, channel: null },
+      { kind: 'erase', identity: identity(1), atMs: T0 + 2 },
+      { kind: 'beat', identity: identity(2), atMs: T0 + 3, channel: null, hidden: true },
+    ];
+    const { journal } = Journal.open(path, -1, SEGMENT);
+    journal.append(records, -1);
+    await journal.sync();
+    await journal.close();
+    assert.deepEqual((await reopen(path, -1)).unfolded[0]?.records, records);
+  });
+
+  it('a wipe zeroes every byte once all is folded, and the journal goes on, replaying only what came after', async () => {
+    const path = fresh();
+    const { journal } = Journal.open(path, -1, SEGMENT);
+    // Both segments used, every group folded (through 299).
+    for (let n = 0, folded = -1; n < 300; n++)
+      assert.ok(journal.append(recordsOf(n), folded) ?? journal.append(recordsOf(n), (folded = n - 1)));
+    await journal.sync();
+    assert.equal(journal.wipe(), true);
+    assert.ok(
+      readFileSync(path).every((byte) => byte === 0),
+      'nothing is left of any group',
+    );
+    assert.equal(journal.nextSeq, 300, 'the seq goes on');
+    const after = [journal.append(recordsOf(300), 299), journal.append(recordsOf(301), 299)];
+    await journal.sync();
+    await journal.close();
+    const reopened = await reopen(path, 299);
+    assert.deepEqual(reopened.unfolded, after);
+    assert.equal(reopened.nextSeq, 302);
+    assert.deepEqual((await reopen(path, 301)).unfolded, []);
+  });
+
+  it('a wipe cut short by a crash leaves folded groups only: nothing replayed, and the seq goes on', async () => {
+    const path = fresh();
+    await write(path, -1, 40);
+    // The first groups zeroed and the rest not, as a crash in the middle of a wipe leaves it.
+    patch(path, 0, Buffer.alloc(4096));
+    const { unfolded, nextSeq } = await reopen(path, 39);
+    assert.deepEqual(unfolded, []);
+    assert.equal(nextSeq, 40);
+    const more = await write(path, 39, 2, 40);
+    assert.deepEqual((await reopen(path, 39)).unfolded, more);
   });
 
   it('keeps the file at its preallocated size', async () => {

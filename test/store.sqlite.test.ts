@@ -9,7 +9,8 @@ import Database from 'better-sqlite3';
 import { createCalendar } from '../src/calendar.js';
 import { HLL_REGISTERS, hllAdd, hllCount } from '../src/store/hll.js';
 import { SqliteStore } from '../src/store/sqlite.js';
-import type { Store } from '../src/store/store.js';
+import type { Store, StoreOptions } from '../src/store/store.js';
+import { until } from './support/poll.js';
 import { storeSuite } from './store.suite.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'online-stats-store-'));
@@ -73,3 +74,90 @@ describe('SQLite data written by an earlier version', () => {
     );
   });
 });
+
+describe('SQLite identities before the opt-out', () => {
+  it('get the hidden column on open, everyone visible, and their rows keep counting', async () => {
+    const own = mkdtempSync(join(tmpdir(), 'online-stats-earlier-'));
+    const path = join(own, 'earlier.sqlite');
+    const db = new Database(path);
+    db.exec(
+      'CREATE TABLE identities (id BLOB PRIMARY KEY, first_seen_ms INTEGER NOT NULL, ' +
+        'last_seen_ms INTEGER NOT NULL, left_ms INTEGER) WITHOUT ROWID',
+    );
+    const nowMs = Date.UTC(2026, 2, 10, 12);
+    const id = randomBytes(16);
+    db.prepare('INSERT INTO identities VALUES (?, ?, ?, NULL)').run(id, nowMs - 60_000, nowMs - 60_000);
+    db.close();
+    const store = SqliteStore.open(path, sqliteOptions(), nowMs);
+    try {
+      assert.deepEqual(await store.presence([id.toString('latin1')], null, nowMs), [
+        { online: true, lastSeenMs: nowMs - 60_000 },
+      ]);
+      assert.equal(await store.countOnline(nowMs), 1);
+    } finally {
+      await store.close();
+      rmSync(own, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('SQLite retention purge', () => {
+  it('deletes identities past --retention-days in small batches, off the event loop, and counts stay exact', async () => {
+    const own = mkdtempSync(join(tmpdir(), 'online-stats-purge-'));
+    const path = join(own, 'purge.sqlite');
+    const DAY = 86_400_000;
+    const t0 = Date.UTC(2026, 2, 10, 12);
+    const options = sqliteOptions({ retentionDays: 2 });
+    const pseudonym = (n: number) => Buffer.from(`purge-${n}`.padEnd(16, '.')).toString('latin1');
+    let store = SqliteStore.open(path, options, t0);
+    try {
+      // 5,000 stale (more than two purge batches) and 10 still kept, 2 of them beating again while the purge runs.
+      for (let n = 0; n < 5000; n += 500)
+        await store.recordHeartbeats(
+          Array.from({ length: 500 }, (_, k) => ({ identity: pseudonym(n + k), channel: 'old' })),
+          t0,
+        );
+      await store.recordHeartbeats(
+        Array.from({ length: 10 }, (_, k) => ({ identity: pseudonym(10_000 + k), channel: null })),
+        t0 + DAY,
+      );
+      const later = t0 + 2 * DAY + 120_000;
+      await store.recordHeartbeats([{ identity: pseudonym(10_000), channel: null }], later);
+      await store.recordHeartbeats([{ identity: pseudonym(0), channel: null }], later);
+      const view = new Database(path, { readonly: true });
+      const count = view.prepare<[], number>('SELECT COUNT(*) FROM identities').pluck();
+      await until(
+        async () => count.get(),
+        (rows) => rows === 11,
+        10_000,
+        'identity rows (10 kept and one stale that came back)',
+      );
+      view.close();
+      assert.equal(await store.countActive(t0 - DAY, later), 11, 'the purged leave the active counts');
+      assert.equal(await store.countActive(t0 + DAY - 1, later), 11);
+      const [back] = await store.presence([pseudonym(0)], null, later);
+      assert.deepEqual(back, { online: true, lastSeenMs: later });
+      store = await reopenSqlite(store, path, options, later + 1000);
+      assert.equal(await store.countActive(t0 - DAY, later + 1000), 11, 'the same after a restart');
+    } finally {
+      await store.close();
+      rmSync(own, { recursive: true, force: true });
+    }
+  });
+});
+
+function sqliteOptions(overrides: Partial<StoreOptions> = {}): StoreOptions {
+  return {
+    heartbeatTimeoutMs: 600_000,
+    maxDays: 30,
+    maxChannels: 10,
+    calendar: createCalendar('UTC'),
+    historyMinuteDays: 14,
+    ...overrides,
+  };
+}
+
+async function reopenSqlite(store: Store, path: string, options: StoreOptions, nowMs: number): Promise<SqliteStore> {
+  await store.close();
+  return SqliteStore.open(path, options, nowMs);
+}
