@@ -45,6 +45,23 @@ export class RedisRateLimiterStore implements RateLimiterStore {
     return new Promise((done, fail) => this.decisions.add({ key, rate, nowMs, cost, done, fail }));
   }
 
+  /**
+   * Deletes the keys' state (an erased identity's budgets): one DEL per shard, since a multi-key DEL must stay within
+   * one slot on a Cluster, all sent in one round trip.
+   */
+  async forget(keys: readonly string[]): Promise<void> {
+    const byShard = new Map<number, string[]>();
+    for (const key of keys) {
+      const shard = this.keys.shardOf(key);
+      const names = byShard.get(shard);
+      const name = this.keys.rateLimit(shard, key);
+      if (names) names.push(name);
+      else byShard.set(shard, [name]);
+    }
+    if (byShard.size === 0) return;
+    await this.redis.run((client) => Promise.all([...byShard.values()].map((names) => client.del(...names))));
+  }
+
   private flush(batch: Pending[]): void {
     const byShard = new Map<number, Pending[]>();
     for (const pending of batch) {

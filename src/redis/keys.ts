@@ -21,6 +21,8 @@ export class RedisKeys {
   left = (shard: number): string => `${this.tag(shard)}:left`;
   days = (shard: number): string => `${this.tag(shard)}:days`;
   chans = (shard: number): string => `${this.tag(shard)}:chans`;
+  /** Identities whose latest heartbeat opted out of presence lookups: identity -> that heartbeat (epoch ms). */
+  hidden = (shard: number): string => `${this.tag(shard)}:hidden`;
   channelPrefix = (shard: number): string => `${this.tag(shard)}:ch:`;
   channel = (shard: number, name: string): string => `${this.channelPrefix(shard)}${name}`;
   sketch = (shard: number, day: string): string => `${this.tag(shard)}:hll:${day}`;

@@ -18,6 +18,7 @@ import type {
   CountObserver,
   DayActivity,
   HeartbeatRecord,
+  PresenceRecord,
   RecordOutcome,
   Store,
   StoreOptions,
@@ -28,6 +29,7 @@ import { DEFAULT_OUTBOX_MAX } from './store.js';
 const MAX_PENDING_HEARTBEATS = 100_000;
 /** A day is over for the distinct-count cache this long after its end (instances' clocks differ a little), in ms. */
 const DAY_SETTLED_MS = 60_000;
+const DAY_MS = 86_400_000;
 
 const script = (name: string) => LuaScript.load(new URL(`./redis/${name}.lua`, import.meta.url));
 const SCRIPTS = {
@@ -35,6 +37,7 @@ const SCRIPTS = {
   online: script('online'),
   channels: script('channels'),
   admit: script('admit'),
+  presence: script('presence'),
 };
 
 /** Where `RedisStore.open` connects, for a store that owns its connection (tests, tools). */
@@ -55,14 +58,15 @@ interface Pending {
   ops: readonly RecordOp[];
   nowMs: number;
   channelsRefused: number;
-  done: (outcome: RecordOutcome) => void;
+  /** `found`: how many of its erasures found their identity (0 without erasures). */
+  done: (outcome: RecordOutcome, found: number) => void;
   fail: (error: unknown) => void;
 }
 
 /**
  * Every operation is one script per shard it touches (or one plain command), all sent in the same
  * turn of the event loop on an auto-pipelined connection: one round trip, per Cluster node in
- * parallel. Heartbeats and leaves arriving in the same turn share one script call per shard, in
+ * parallel. Heartbeats, leaves and erasures arriving in the same turn share one script call per shard, in
  * arrival order. Nothing is kept between requests except the channels this instance has seen
  * admitted (a cache that only saves round trips), so instances are interchangeable.
  */
@@ -86,6 +90,8 @@ export class RedisStore implements Store {
   onCommit: ((heartbeats: number, durationMs: number) => void) | null = null;
   private readonly history: RedisHistory;
   readonly outbox: RedisOutbox;
+  /** How long an identity is kept after its last heartbeat (StoreOptions.retentionDays), in ms. */
+  private readonly retentionMs: number;
 
   /**
    * On a connection the caller made and closes (the server shares it with the rate limiter), unless
@@ -99,6 +105,7 @@ export class RedisStore implements Store {
   ) {
     this.outbox = new RedisOutbox(redis, keys, options.outboxMax ?? DEFAULT_OUTBOX_MAX, () => this.leads());
     this.history = new RedisHistory(redis, keys, options, this.outbox);
+    this.retentionMs = (options.retentionDays ?? options.maxDays) * DAY_MS;
   }
 
   /**
@@ -125,12 +132,13 @@ export class RedisStore implements Store {
     try {
       const refused = await this.admitNewChannels(beats, nowMs);
       let channelsRefused = 0;
-      const ops = beats.map(({ identity, channel }) => {
+      const ops = beats.map(({ identity, channel, presence }): RecordOp => {
+        const kind = presence === false ? 'h' : 'b';
         if (channel !== null && refused.has(channel)) {
           channelsRefused++;
-          return { kind: 'b' as const, identity, channel: null };
+          return { kind, identity, channel: null };
         }
-        return { kind: 'b' as const, identity, channel };
+        return { kind, identity, channel };
       });
       return await new Promise<RecordOutcome>((done, fail) =>
         this.enqueue({ ops, nowMs, channelsRefused, done, fail }),
@@ -149,26 +157,86 @@ export class RedisStore implements Store {
   }
 
   /**
+   * An operation of the same script as heartbeats and leaves (record.lua), so it keeps its place among those of the
+   * same turn; the online counts and the history fall at `nowMs` for an identity online then.
+   */
+  async erase(identities: readonly string[], nowMs: number): Promise<number> {
+    this.assertOpen();
+    this.sawTime(nowMs);
+    if (identities.length === 0) return 0;
+    this.history.touch();
+    const ops = identities.map((identity) => ({ kind: 'e' as const, identity, channel: null }));
+    return new Promise<number>((done, fail) =>
+      this.enqueue({ ops, nowMs, channelsRefused: 0, done: (_outcome, found) => done(found), fail }),
+    );
+  }
+
+  /**
+   * One script call per shard asked about (presence.lua), all in one round trip: a consistent answer per shard, and
+   * no command per identity.
+   */
+  async presence(identities: readonly string[], channel: string | null, nowMs: number): Promise<PresenceRecord[]> {
+    this.assertOpen();
+    this.sawTime(nowMs);
+    const perShard = new Map<number, { at: number[]; args: (string | Buffer | number)[] }>();
+    const onlineFrom = nowMs - this.options.heartbeatTimeoutMs;
+    const keptFrom = nowMs - this.retentionMs;
+    identities.forEach((identity, i) => {
+      const shard = this.keys.shardOf(identity);
+      let group = perShard.get(shard);
+      if (group === undefined) perShard.set(shard, (group = { at: [], args: [onlineFrom, keptFrom] }));
+      group.at.push(i);
+      group.args.push(Buffer.from(identity, 'latin1'));
+    });
+    const groups = [...perShard];
+    const replies = await this.redis.run((client) =>
+      Promise.all(
+        groups.map(([shard, { args }]) => {
+          const keys = [this.keys.seen(shard), this.keys.left(shard), this.keys.hidden(shard)];
+          if (channel !== null) keys.push(this.keys.channel(shard, channel));
+          return SCRIPTS.presence.run(client, keys, args);
+        }),
+      ),
+    );
+    const answers = new Array<PresenceRecord>(identities.length);
+    groups.forEach(([, { at }], g) => {
+      const reply = replies[g] as (string | number | null)[];
+      at.forEach((i, k) => {
+        const lastSeen = reply[2 * k];
+        answers[i] =
+          lastSeen === null || lastSeen === undefined
+            ? { online: false, lastSeenMs: null }
+            : { online: reply[2 * k + 1] === 1, lastSeenMs: Number(lastSeen) };
+      });
+    });
+    return answers;
+  }
+
+  /**
    * Merges identities last seen at given times (the demo's users_data.json): one ZADD GT per shard, so last seen
    * only ever rises and importing again changes nothing. Like the SQLite store's import it sets last seen only: the
    * daily counts and sketches are of heartbeats the service received. Entries older than the retention are dropped
    * by the next write's housekeeping, as any such identity is. The history of each shard written to starts again
-   * from its live counts at its next heartbeat, as the imported identities came online unseen by it.
+   * from its live counts at its next heartbeat, as the imported identities came online unseen by it. An identity that
+   * opted out stays so, its marker raised with its last seen (ZADD XX GT), so the retention trims both together.
    */
   async importIdentities(entries: readonly { identity: string; lastSeenMs: number }[]): Promise<void> {
     this.assertOpen();
     const perShard = new Map<number, (string | Buffer | number)[]>();
     for (const { identity, lastSeenMs } of entries) {
       const shard = this.keys.shardOf(identity);
-      let args = perShard.get(shard);
-      if (args === undefined) perShard.set(shard, (args = [this.keys.seen(shard), 'GT']));
-      args.push(lastSeenMs, Buffer.from(identity, 'latin1'));
+      let members = perShard.get(shard);
+      if (members === undefined) perShard.set(shard, (members = []));
+      members.push(lastSeenMs, Buffer.from(identity, 'latin1'));
     }
     await this.track(
       this.redis.run((client) =>
         Promise.all(
-          [...perShard].map(([shard, args]) =>
-            client.call('ZADD', args).then(() => client.hdel(this.keys.hist(shard), 'u')),
+          [...perShard].map(([shard, members]) =>
+            Promise.all([
+              client.call('ZADD', [this.keys.seen(shard), 'GT', ...members]),
+              client.call('ZADD', [this.keys.hidden(shard), 'XX', 'GT', ...members]),
+            ]).then(() => client.hdel(this.keys.hist(shard), 'u')),
           ),
         ),
       ),
@@ -216,7 +284,7 @@ export class RedisStore implements Store {
   /** Sends this turn's writes: one script call per shard, plus one lease extension for the channels beaten on. */
   private flush(batch: Pending[]): void {
     const startedMs = performance.now();
-    const { calls, shardsOf, leases, heartbeats } = layOutBatch(batch, this.keys, this.options);
+    const { calls, shardsOf, erasuresOf, leases, heartbeats } = layOutBatch(batch, this.keys, this.options);
     const results = new Map<number, Promise<unknown>>();
     for (const { shard, keys, args } of calls) {
       results.set(shard, this.track(this.redis.run((client) => SCRIPTS.record.run(client, keys, args))));
@@ -231,11 +299,21 @@ export class RedisStore implements Store {
         () => names.forEach((name) => this.admitted.delete(name)),
       );
     }
+    const replyOf = (shard: number) => results.get(shard) as Promise<unknown>;
     batch.forEach((pending, i) => {
-      Promise.all([...(shardsOf[i] ?? [])].map((shard) => results.get(shard) as Promise<unknown>)).then(
-        () => pending.done({ channelsRefused: pending.channelsRefused }),
-        (error: unknown) => pending.fail(error),
-      );
+      const erasures = erasuresOf[i];
+      Promise.all([...(shardsOf[i] ?? [])].map(replyOf))
+        .then(async () => {
+          // Each shard's reply has one flag per erasure of the call (record.lua).
+          let found = 0;
+          if (erasures !== undefined)
+            for (const { shard, index } of erasures) found += Number(((await replyOf(shard)) as unknown[])[index]);
+          return found;
+        })
+        .then(
+          (found) => pending.done({ channelsRefused: pending.channelsRefused }, found),
+          (error: unknown) => pending.fail(error),
+        );
     });
     Promise.all(results.values()).then(
       () => this.onCommit?.(heartbeats, performance.now() - startedMs),
@@ -270,12 +348,14 @@ export class RedisStore implements Store {
     return counts.reduce<number>((sum, count) => sum + toInt(count), 0);
   }
 
+  /** Identities past the retention are forgotten, whether or not the trims removed them yet. */
   async countActive(sinceMs: number, nowMs: number): Promise<number> {
     this.assertOpen();
     this.sawTime(nowMs);
+    const fromMs = Math.max(sinceMs, nowMs - this.retentionMs);
     const counts = await this.redis.run((client) =>
       Promise.all(
-        this.keys.shardIndexes().map((shard) => client.call('ZCOUNT', [this.keys.seen(shard), sinceMs, '+inf'])),
+        this.keys.shardIndexes().map((shard) => client.call('ZCOUNT', [this.keys.seen(shard), fromMs, '+inf'])),
       ),
     );
     return counts.reduce<number>((sum, count) => sum + toInt(count), 0);

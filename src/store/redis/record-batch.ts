@@ -1,5 +1,5 @@
-// One turn's heartbeats and leaves, laid out as the KEYS and ARGV of one record.lua call per shard (the layout
-// record.lua's header gives).
+// One turn's heartbeats, leaves and erasures, laid out as the KEYS and ARGV of one record.lua call per shard (the
+// layout record.lua's header gives).
 import type { RedisKeys } from '../../redis/keys.js';
 import type { Calendar } from '../../calendar.js';
 
@@ -14,9 +14,13 @@ const SKETCH_EXTRA_DAYS = 31;
  */
 export const MAX_UNSETTLED_CHANGES = 1_000_000;
 
-/** One operation of a call: a heartbeat (with its channel, or null when none or refused) or a leave. */
+/**
+ * One operation of a call: a heartbeat (with its channel, or null when none or refused), visible ('b') or opting out
+ * of presence lookups ('h'), a leave ('l') or an erasure ('e'). The opt-out rides in the kind, so a heartbeat keeps
+ * the five fields of record.lua's layout.
+ */
 export interface RecordOp {
-  kind: 'b' | 'l';
+  kind: 'b' | 'h' | 'l' | 'e';
   identity: string;
   channel: string | null;
 }
@@ -34,10 +38,18 @@ export interface ShardCall {
   args: (string | Buffer | number)[];
 }
 
+/** Where an erasure's answer is: the reply of its shard's call, at this index (record.lua returns one per erasure). */
+export interface ErasureSlot {
+  shard: number;
+  index: number;
+}
+
 export interface RecordBatch {
   calls: ShardCall[];
   /** The shards each request writes to, in request order: a request is acknowledged once all of them answered. */
   shardsOf: Set<number>[];
+  /** The erasures of each request, in request order (undefined: none), so it can answer how many were found. */
+  erasuresOf: (ErasureSlot[] | undefined)[];
   /** Channels beaten on, with their latest heartbeat (their shared leases are extended). */
   leases: Map<string, number>;
   heartbeats: number;
@@ -47,34 +59,44 @@ interface ShardEntry {
   days: Map<string, { index: number; startMs: number; endMs: number }>;
   channels: Map<string, number>;
   ops: (string | Buffer | number)[];
-  latestMs: number;
+  erasures: number;
+}
+
+/** What the layout needs of the store's options; retentionDays undefined: maxDays. */
+export interface LayoutSettings {
+  calendar: Calendar;
+  heartbeatTimeoutMs: number;
+  maxDays: number;
+  retentionDays?: number;
 }
 
 export function layOutBatch(
   requests: readonly RecordRequest[],
   keys: RedisKeys,
-  settings: { calendar: Calendar; heartbeatTimeoutMs: number; maxDays: number },
+  settings: LayoutSettings,
 ): RecordBatch {
   const perShard = new Map<number, ShardEntry>();
   const leases = new Map<string, number>();
   const shardsOf: Set<number>[] = [];
+  const erasuresOf: (ErasureSlot[] | undefined)[] = [];
   let heartbeats = 0;
   for (const request of requests) {
     const day = settings.calendar.dayOf(request.nowMs);
     const shards = new Set<number>();
     shardsOf.push(shards);
+    let erasures: ErasureSlot[] | undefined;
     for (const op of request.ops) {
       const shard = keys.shardOf(op.identity);
       shards.add(shard);
       let entry = perShard.get(shard);
       if (!entry) {
-        entry = { days: new Map(), channels: new Map(), ops: [], latestMs: request.nowMs };
+        entry = { days: new Map(), channels: new Map(), ops: [], erasures: 0 };
         perShard.set(shard, entry);
       }
-      entry.latestMs = Math.max(entry.latestMs, request.nowMs);
       const identity = Buffer.from(op.identity, 'latin1');
-      if (op.kind === 'l') {
-        entry.ops.push('l', identity, request.nowMs, 0, 0);
+      if (op.kind === 'l' || op.kind === 'e') {
+        entry.ops.push(op.kind, identity, request.nowMs, 0, 0);
+        if (op.kind === 'e') (erasures ??= []).push({ shard, index: entry.erasures++ });
         continue;
       }
       heartbeats++;
@@ -89,19 +111,15 @@ export function layOutBatch(
         if (channelIndex === 0) entry.channels.set(op.channel, (channelIndex = entry.channels.size + 1));
         leases.set(op.channel, Math.max(leases.get(op.channel) ?? 0, request.nowMs));
       }
-      entry.ops.push('b', identity, request.nowMs, shardDay.index, channelIndex);
+      entry.ops.push(op.kind, identity, request.nowMs, shardDay.index, channelIndex);
     }
+    erasuresOf.push(erasures);
   }
   const calls = [...perShard].map(([shard, entry]) => shardCall(shard, entry, keys, settings));
-  return { calls, shardsOf, leases, heartbeats };
+  return { calls, shardsOf, erasuresOf, leases, heartbeats };
 }
 
-function shardCall(
-  shard: number,
-  entry: ShardEntry,
-  keys: RedisKeys,
-  settings: { heartbeatTimeoutMs: number; maxDays: number },
-): ShardCall {
+function shardCall(shard: number, entry: ShardEntry, keys: RedisKeys, settings: LayoutSettings): ShardCall {
   const { heartbeatTimeoutMs, maxDays } = settings;
   const dayArgs: (string | number)[] = [];
   const dayKeys: string[] = [];
@@ -119,12 +137,13 @@ function shardCall(
       keys.chans(shard),
       keys.hist(shard),
       keys.historyLog(shard),
+      keys.hidden(shard),
       ...dayKeys,
       ...channelNames.map((name) => keys.channel(shard, name)),
     ],
     args: [
       heartbeatTimeoutMs,
-      entry.latestMs - (maxDays + 1) * DAY_MS,
+      (settings.retentionDays ?? maxDays) * DAY_MS,
       TRIM_BUDGET,
       keys.channelPrefix(shard),
       MAX_UNSETTLED_CHANGES,
