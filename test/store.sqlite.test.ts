@@ -121,7 +121,15 @@ describe('SQLite retention purge', () => {
         Array.from({ length: 10 }, (_, k) => ({ identity: pseudonym(10_000 + k), channel: null })),
         t0 + DAY,
       );
-      const later = t0 + 2 * DAY + 120_000;
+      // A restart past the retention, then the clock in steps of 10 s, each folded before the next: the purge starts a
+      // minute after the start whatever the folds in between.
+      const restartMs = t0 + 2 * DAY + 1000;
+      store = await reopenSqlite(store, path, options, restartMs);
+      for (let step = 0; step <= 7; step++) {
+        await store.recordHeartbeats([{ identity: pseudonym(10_001), channel: null }], restartMs + step * 10_000);
+        await new Promise((done) => setTimeout(done, 300));
+      }
+      const later = restartMs + 80_000;
       await store.recordHeartbeats([{ identity: pseudonym(10_000), channel: null }], later);
       await store.recordHeartbeats([{ identity: pseudonym(0), channel: null }], later);
       const view = new Database(path, { readonly: true });

@@ -1039,7 +1039,8 @@ export class SqliteStore implements Store {
    * Identities the purge deleted (past the retention) leave the activity index; one with heartbeats not folded yet was
    * moved in it already, and the view no longer holds its old row.
    */
-  private forgetPurged(purged: readonly [string, number][]): void {
+  private forgetPurged(purged: readonly [string, number][] | null): void {
+    if (purged === null) return;
     if (purged.length < PURGE_BATCH) this.lastPurgeDoneMs = this.lastNowMs;
     for (const [identity, lastSeenMs] of purged) {
       const entry = this.unfolded.get(identity);

@@ -23,11 +23,11 @@ export interface FoldRequest {
   purge: { beforeMs: number; limit: number } | null;
 }
 /**
- * What the thread answers: folded through `seq` (-1: no ranges) and the identities purged with their last heartbeat,
- * or failed (nothing of the request committed).
+ * What the thread answers: folded through `seq` (-1: no ranges) and the identities purged with their last heartbeat
+ * (null: no purge was asked for), or failed (nothing of the request committed).
  */
 export type FoldReply =
-  { type: 'folded'; seq: number; purged: [string, number][] } | { type: 'failed'; seq: number; message: string };
+  { type: 'folded'; seq: number; purged: [string, number][] | null } | { type: 'failed'; seq: number; message: string };
 
 const port = parentPort;
 if (port === null) throw new Error('fold-worker.ts runs as a worker thread');
@@ -52,7 +52,7 @@ port.on('message', (request: FoldRequest) => {
     if (erased) db.pragma('wal_checkpoint(TRUNCATE)');
     const purged =
       request.purge === null
-        ? []
+        ? null
         : purge(request.purge.beforeMs, request.purge.limit).map(([id, lastSeenMs]): [string, number] => [
             id.toString('latin1'),
             lastSeenMs,
