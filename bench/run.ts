@@ -16,6 +16,7 @@ import { heartbeatCase } from './cases/heartbeat.js';
 import { historyCase } from './cases/history.js';
 import { memoryCase } from './cases/memory.js';
 import { peerCase } from './cases/peer.js';
+import { presenceCase } from './cases/presence.js';
 import { readsCase } from './cases/reads.js';
 import { restartCase } from './cases/restart.js';
 import type { BenchContext } from './context.js';
@@ -33,6 +34,7 @@ const CASES: Record<number, (ctx: BenchContext) => Promise<CaseReport>> = {
   7: analyticsCase,
   8: historyCase,
   9: alertsCase,
+  10: presenceCase,
 };
 
 const USAGE =
@@ -74,7 +76,7 @@ function parseFlags(argv: readonly string[]) {
   const values = parse();
   const only = values.only.split(',').map((part) => Number(part.trim()));
   const unknown = only.filter((n) => CASES[n] === undefined);
-  if (unknown.length > 0) usageError(`--only names no such case: ${unknown.join(', ')} (cases are 1 to 9)`);
+  if (unknown.length > 0) usageError(`--only names no such case: ${unknown.join(', ')} (cases are 1 to 10)`);
   return {
     durationSeconds: positive('duration', values.duration, false),
     connections: positive('connections', values.connections, true),

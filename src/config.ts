@@ -101,6 +101,8 @@ interface Setting {
   secret?: boolean;
   /** The flag may be given more than once (each adds to the list). */
   repeatable?: boolean;
+  /** How the default is shown when it follows another setting (`default` is then empty). */
+  defaultText?: string;
 }
 
 /** Every setting: flag, environment variable, default (as typed on a command line) and meaning. */
@@ -262,6 +264,7 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'int',
     // Empty: the value of --max-days (loadConfig).
     default: '',
+    defaultText: 'the --max-days value',
     min: 1,
     max: 36500,
     help: 'days an identity is kept after its last heartbeat, then deleted (default: --max-days); see docs/privacy.md',
@@ -759,7 +762,8 @@ export function settingsHelp(keys?: readonly (keyof Config)[]): string {
   return SETTINGS.filter((s) => keys === undefined || keys.includes(s.key))
     .map(
       (s) =>
-        `  --${s.flag} <value>`.padEnd(31) + ` ${s.help} [${s.env}; default: ${s.default === '' ? 'none' : s.default}]`,
+        `  --${s.flag} <value>`.padEnd(31) +
+        ` ${s.help} [${s.env}; default: ${s.defaultText ?? (s.default === '' ? 'none' : s.default)}]`,
     )
     .join('\n');
 }

@@ -159,7 +159,7 @@ describe('the README', () => {
   it('lists every setting with its flag, environment variable and default', () => {
     const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
     for (const setting of SETTINGS) {
-      const shown = setting.default === '' ? '(none)' : `\`${setting.default}\``;
+      const shown = setting.defaultText ?? (setting.default === '' ? '(none)' : `\`${setting.default}\``);
       assert.ok(
         readme.includes(`| \`--${setting.flag}\` | \`${setting.env}\` | ${shown} |`),
         `README.md's settings table lacks --${setting.flag}`,
