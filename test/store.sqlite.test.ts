@@ -111,7 +111,7 @@ describe('SQLite retention purge', () => {
     const pseudonym = (n: number) => Buffer.from(`purge-${n}`.padEnd(16, '.')).toString('latin1');
     let store = SqliteStore.open(path, options, t0);
     try {
-      // 5,000 stale (more than two purge batches) and 10 still kept, 2 of them beating again while the purge runs.
+      // 5,000 stale (five purge batches) and 10 still kept, 2 of them beating again while the purge runs.
       for (let n = 0; n < 5000; n += 500)
         await store.recordHeartbeats(
           Array.from({ length: 500 }, (_, k) => ({ identity: pseudonym(n + k), channel: 'old' })),
