@@ -24,7 +24,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     trustProxy: config.trustProxy.length > 0 ? [...config.trustProxy] : false,
     bodyLimit: 4096,
     // DELETE /clients/{client_id}: a client id of 128 characters, percent-encoded (Fastify's default is 100).
-    maxParamLength: 3 * 128,
+    routerOptions: { maxParamLength: 3 * 128 },
     forceCloseConnections: 'idle',
     return503OnClosing: true,
     // Node closes, with a 408, a connection that has not sent a whole request (headers and body) in time, one
