@@ -41,9 +41,25 @@ const GUARDED = [
   'post /heartbeats',
   'post /webhooks/test',
   'get /webhooks/deliveries',
+  'post /presence',
+  'delete /clients/{client_id}',
+  'post /clients/erase',
 ];
 /** Guarded whether or not a token is configured (403 while none is). */
-const ALWAYS_GUARDED = ['post /heartbeats', 'post /webhooks/test', 'get /webhooks/deliveries'];
+const ALWAYS_GUARDED = [
+  'post /heartbeats',
+  'post /webhooks/test',
+  'get /webhooks/deliveries',
+  'post /presence',
+  'delete /clients/{client_id}',
+  'post /clients/erase',
+];
+/** Bodies that pass validation, so what answers is the token check. */
+const VALID_BODIES: Record<string, object> = {
+  'post /heartbeats': { client_ids: ['a'] },
+  'post /presence': { client_ids: ['a'] },
+  'post /clients/erase': { client_ids: ['a'] },
+};
 /** The routes anyone may call, token or not. */
 const OPEN = ['post /heartbeat', 'post /leave', 'get /healthz', 'get /readyz'];
 
@@ -124,7 +140,7 @@ describe('the OpenAPI document, with an API token configured', () => {
     for (const [key, op] of operations(doc)) {
       const [method, url] = key.split(' ') as [string, string];
       const request: InjectOptions = { method: method.toUpperCase(), url };
-      if (op.requestBody) request.payload = key === 'post /heartbeats' ? { client_ids: ['a'] } : {};
+      if (op.requestBody) request.payload = VALID_BODIES[key] ?? {};
       const res = await t.app.inject(request);
       if (op.security?.length) assert.equal(res.statusCode, 401, `${key} without the token`);
       else assert.notEqual(res.statusCode, 401, `${key} without the token`);
@@ -176,7 +192,7 @@ describe('the OpenAPI document, with no API token', () => {
       const res = await t.app.inject({
         method: method.toUpperCase(),
         url,
-        ...(method === 'post' ? { payload: key === 'post /heartbeats' ? { client_ids: ['a'] } : {} } : {}),
+        ...(method === 'post' ? { payload: VALID_BODIES[key] ?? {} } : {}),
       });
       assert.equal(res.statusCode, 403, `${key} without a configured token`);
     }
