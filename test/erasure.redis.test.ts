@@ -10,6 +10,7 @@ import { RedisRateLimiterStore } from '../src/ratelimit/redis.js';
 import { RedisStore } from '../src/store/redis.js';
 import type { StoreOptions } from '../src/store/store.js';
 import { startRedis, type RedisServer } from './support/redis-server.js';
+import { id } from './store.suite.js';
 
 const MINUTE = 60_000;
 const T0 = Date.UTC(2026, 2, 10, 12);
@@ -23,17 +24,6 @@ const OPTIONS: StoreOptions = {
 const RATE: Rate = { count: 1, periodMs: 60_000, burst: 5 };
 /** The limiter's budgets keyed by pseudonym (src/http/guards.ts), as an erasure forgets them. */
 const BUDGETS = ['ingest', 'read', 'batch', 'presence'];
-
-/** A 16-byte latin1 pseudonym, as identity.ts makes them (the store suite's). */
-const id = (n: number): string => {
-  const bytes = Buffer.alloc(16);
-  let x = (n + 1) * 0x9e3779b1;
-  for (let i = 0; i < 16; i++) {
-    x = Math.imul(x ^ (x >>> 15), 0x2c1b3c6d) ^ (x >>> 12) ^ i;
-    bytes[i] = x & 0xff;
-  }
-  return bytes.toString('latin1');
-};
 
 let server: RedisServer;
 let raw: Redis;

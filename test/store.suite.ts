@@ -32,7 +32,7 @@ export function options(overrides: Partial<StoreOptions> = {}): StoreOptions {
   };
 }
 
-const id = (n: number): string => {
+export const id = (n: number): string => {
   // A 16-byte latin1 pseudonym, as identity.ts makes them, spread out so HyperLogLog sees uniform bits.
   const bytes = Buffer.alloc(16);
   let x = (n + 1) * 0x9e3779b1;
