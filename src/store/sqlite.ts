@@ -124,7 +124,7 @@ const MAX_UNFOLDED_RECORDS = 65_536;
  * docs/benchmarks.md).
  */
 const PURGE_BATCH = 1_000;
-/** How often the fold's thread looks for identities past the retention when the last look found none, in ms. */
+/** How often the fold's thread looks for identities past the retention once a look found less than a batch, in ms. */
 const PURGE_INTERVAL_MS = 60_000;
 const DAY_MS = 86_400_000;
 /** The view's memory map: room for a database of about 20M identities; beyond it, reads fall back to read(). */
